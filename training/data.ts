@@ -1,7 +1,7 @@
 /**
  * Data preparation (CSV -> Arrow IPC) and the batch reader. Node only.
  *
- * A prepared folder holds `train.arrow`, `val.arrow`, `test.arrow` and
+ * A prepared folder contains `train.arrow`, `val.arrow`, `test.arrow` and
  * `dataset.json`. Each Arrow file has one Int32 column per sparse feature,
  * one Float32 column per dense feature, per label column and per extra column,
  * named after the feature or CSV column. No column uses Int64, so reading
@@ -9,14 +9,14 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 
 import { DataType, Precision, makeTable, tableFromIPC, tableToIPC, type Table } from "apache-arrow";
-import { parse, type InfoRecord } from "csv-parse";
+import { CsvError, parse, type InfoRecord } from "csv-parse";
 
 import {
   FeatureEncoder,
@@ -32,7 +32,7 @@ import {
   type FeatureSpec,
   type LabelSpec,
   type SparseFeatureSpec,
-} from "./features.ts";
+} from "./features.js";
 
 export type SplitName = "train" | "val" | "test";
 export type SplitRows = Record<SplitName, number>;
@@ -53,15 +53,15 @@ export interface ProgressInfo {
 export interface PrepareOptions {
   source: PrepareSource;
   /**
-   * Train, validation and test ratios used when a split is cut from a file;
-   * they must sum to 1. Defaults to [0.7, 0.1, 0.2].
+   * Train, validation and test ratios used when a split is cut from a file.
+   * They must sum to 1. Defaults to [0.7, 0.1, 0.2].
    */
   split?: readonly [number, number, number];
-  /** Seed for the shuffle before splitting, taken modulo 2^32; defaults to 0. */
+  /** Seed for the shuffle before splitting, taken modulo 2^32 (default 0). */
   seed?: number;
   features: readonly FeatureSpec[];
   labels: readonly LabelSpec[];
-  /** Numeric CSV columns copied to the Arrow files as Float32; an empty cell becomes NaN. */
+  /** Numeric CSV columns copied to the Arrow files as Float32, where an empty cell becomes NaN. */
   extraColumns?: readonly string[];
   outDir: string;
   /** Called with the number of CSV rows parsed so far, about every 16k rows and after each file. */
@@ -110,7 +110,7 @@ export interface Batch {
 export interface BatchOptions {
   batchSize: number;
   shuffle?: boolean;
-  /** Required when `shuffle` is true; use a different seed per epoch. */
+  /** Shuffle seed, required when `shuffle` is true. Pass a different seed per epoch. */
   seed?: number;
   /** Skips the last batch when it has fewer than `batchSize` rows. */
   dropLast?: boolean;
@@ -123,7 +123,7 @@ export interface DatasetColumns {
   extraColumns?: readonly string[];
 }
 
-/** Error for invalid input data or options; the message names the file, line and column where known. */
+/** Error for invalid input data or options. The message names the file, line and column where known. */
 export class DataError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -144,8 +144,8 @@ const DECIMAL_PATTERN = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /**
  * Returns a permutation of 0..n-1 from a Fisher-Yates shuffle driven by
- * mulberry32. The same `n` and `seed` always give the same order; the seed
- * is taken modulo 2^32.
+ * mulberry32. The same `n` and `seed` always give the same order, and the
+ * seed is taken modulo 2^32.
  */
 export function permutation(n: number, seed: number): Uint32Array {
   const order = new Uint32Array(n);
@@ -200,7 +200,7 @@ interface ColumnPlan {
   extras: string[];
 }
 
-/** Distinct sparse values of one feature over all parsed files; code 0 is the missing value. */
+/** Dictionary of the distinct sparse values of one feature over all parsed files. Code 0 is the missing value. */
 class SparseDictionary {
   readonly codes = new Map<string, number>();
   readonly values: string[] = [""];
@@ -217,7 +217,7 @@ class SparseDictionary {
   }
 }
 
-/** Column of a parsed CSV; sparse columns hold dictionary codes, not ids. */
+/** Columns of a parsed CSV. Sparse columns contain dictionary codes, not ids. */
 interface ParsedCsv {
   path: string;
   rows: number;
@@ -266,9 +266,9 @@ function parseDecimal(text: string): number | null | undefined {
 }
 
 function listColumns(columns: readonly string[]): string {
-  const shown = columns.slice(0, MAX_LISTED_COLUMNS).join(", ");
-  const hidden = columns.length - MAX_LISTED_COLUMNS;
-  return hidden > 0 ? `${shown}, ... (${hidden} more)` : shown;
+  const listed = columns.slice(0, MAX_LISTED_COLUMNS).join(", ");
+  const omitted = columns.length - MAX_LISTED_COLUMNS;
+  return omitted > 0 ? `${listed}, ... (${omitted} more)` : listed;
 }
 
 function resolveHeader(path: string, header: readonly string[], plan: ColumnPlan): Map<string, number> {
@@ -301,7 +301,7 @@ function resolveHeader(path: string, header: readonly string[], plan: ColumnPlan
 
 /**
  * Streams one CSV file through csv-parse. The first record is the header.
- * Values are converted as each record arrives, so memory holds typed arrays
+ * Values are converted as each record arrives, so memory contains typed arrays
  * and one dictionary per sparse feature, not the CSV text.
  */
 async function parseCsv(
@@ -381,12 +381,14 @@ async function parseCsv(
   try {
     await pipeline(createReadStream(path), parser, sink);
   } catch (error) {
-    if (error instanceof DataError) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    const isCsvError = typeof (error as { code?: unknown }).code === "string" && (error as { code: string }).code.startsWith("CSV_");
-    throw new DataError(isCsvError ? `Invalid CSV in ${path}: ${message}` : `Cannot read ${path}: ${message}`, {
-      cause: error,
-    });
+    if (error instanceof CsvError) {
+      throw new DataError(`Invalid CSV in ${path}: ${error.message}`, { cause: error });
+    }
+    // Node system errors (ENOENT, EACCES, EISDIR) carry a syscall; other errors, ours included, pass through.
+    if (error instanceof Error && Object.hasOwn(error, "syscall")) {
+      throw new DataError(`Cannot read ${path}: ${error.message}`, { cause: error });
+    }
+    throw error;
   }
   if (positions === null) throw new DataError(`${path} is empty; expected a header row`);
 
@@ -534,12 +536,12 @@ function encodeSplit(part: SplitPart, plan: ColumnPlan, idOfCode: readonly Int32
 }
 
 /**
- * Writes files into `dir` through temporary names in the same folder, then
+ * Writes files into `dir` under temporary names in the same folder, then
  * renames them in list order. A failure while writing removes the temporary
- * files and leaves the existing files untouched; a failed rename can leave
- * earlier files of the list already replaced.
+ * files and leaves the existing files untouched.
+ * NOTE: a rename that fails midway leaves the earlier files already replaced.
  */
-async function writeFilesAtomically(dir: string, files: { name: string; data: () => Uint8Array | string }[]) {
+async function replaceFiles(dir: string, files: { name: string; data: () => Uint8Array | string }[]) {
   await mkdir(dir, { recursive: true });
   const tag = `${process.pid}-${randomBytes(4).toString("hex")}`;
   const temporary: string[] = [];
@@ -560,7 +562,8 @@ async function writeFilesAtomically(dir: string, files: { name: string; data: ()
  * Parses the CSV input, builds vocabularies on the training split, encodes
  * every split and writes the Arrow files and dataset.json to `outDir`.
  *
- * CSV rules: the first row is the header and extra columns are ignored.
+ * CSV rules: the first row is the header, and columns that no feature, label
+ * or extra column names are ignored.
  * Sparse cells are used as exact text (no trimming) and an empty cell is
  * missing. Dense, label and extra cells are decimal numbers, surrounding
  * whitespace allowed. An empty dense cell takes the feature's fill value, an
@@ -642,7 +645,7 @@ export async function prepareData(options: PrepareOptions): Promise<PrepareResul
     split: cutsTrainFile ? split : null,
     seed,
   };
-  await writeFilesAtomically(options.outDir, [
+  await replaceFiles(options.outDir, [
     ...SPLIT_NAMES.map((name) => ({
       name: `${name}.arrow`,
       data: () => tableToIPC(encodeSplit(parts[name] as SplitPart, plan, idOfCode), "file"),
@@ -764,6 +767,12 @@ export class ArrowDataset {
   static async open(path: string, columns?: DatasetColumns): Promise<ArrowDataset> {
     let vocabSizes: number[] | null = null;
     if (columns === undefined) {
+      const datasetPath = join(dirname(path), DATASET_FILE);
+      if (!existsSync(datasetPath)) {
+        throw new DataError(
+          `Cannot open ${path}: ${datasetPath} not found; pass the feature, label and extra column names to ArrowDataset.open`,
+        );
+      }
       const info = await readDatasetInfo(dirname(path));
       columns = { features: info.encoder.features, labels: info.labels, extraColumns: info.extraColumns };
       vocabSizes = info.encoder.sparseNames.map((name) => info.encoder.vocabSize(name));
@@ -777,7 +786,7 @@ export class ArrowDataset {
     return new ArrowDataset(table, columns, path, vocabSizes);
   }
 
-  /** Wraps a table already in memory; `source` names it in error messages. */
+  /** Wraps a table already in memory. `source` names it in error messages. */
   static fromTable(table: Table, columns: DatasetColumns, source = "Arrow table"): ArrowDataset {
     return new ArrowDataset(table, columns, source, null);
   }

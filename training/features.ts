@@ -10,7 +10,7 @@
 export interface DenseFeatureSpec {
   kind: "dense";
   name: string;
-  /** Value used for a missing cell or a JSON null; defaults to 0. */
+  /** Value used for a missing cell or a JSON null (default 0). */
   fill?: number;
 }
 
@@ -18,7 +18,7 @@ export interface SparseFeatureSpec {
   kind: "sparse";
   name: string;
   embedDim: number;
-  /** Minimum training count for a value to get its own id; defaults to 1. */
+  /** Minimum training count for a value to get its own id (default 1). */
   minCount?: number;
 }
 
@@ -119,18 +119,18 @@ export function rankVocabulary(values: readonly string[], counts: ArrayLike<numb
   if (values.length !== counts.length) {
     throw new RangeError(`rankVocabulary: ${values.length} values but ${counts.length} counts`);
   }
-  const kept: number[] = [];
+  const frequent: number[] = [];
   for (let i = 0; i < values.length; i++) {
-    if (counts[i] >= minCount) kept.push(i);
+    if (counts[i] >= minCount) frequent.push(i);
   }
-  kept.sort((a, b) => counts[b] - counts[a]);
-  return kept.map((i) => values[i]);
+  frequent.sort((a, b) => counts[b] - counts[a]);
+  return frequent.map((i) => values[i]);
 }
 
 /**
  * Builds the vocabulary of every sparse feature from its training values.
- * `columnValues(name)` yields the raw values of one column in row order;
- * null and the empty string are missing values and are not counted.
+ * `columnValues(name)` yields the raw values of one column in row order.
+ * Null and the empty string are missing values and are not counted.
  */
 export function buildVocabularies(
   features: readonly FeatureSpec[],
@@ -247,12 +247,12 @@ interface SparseSlot {
 /**
  * Encodes JSON rows into the model inputs `sparse_ids` and `dense`.
  *
- * Each row must be a plain object with an own key for every feature; extra
+ * Each row must be a plain object with an own key for every feature. Extra
  * keys are ignored. Accepted values:
  * - sparse: a string, a finite number or null. A number is converted with
- *   `String(value)`, so 5 and "5" are the same value. JSON has no separate
- *   float type, so 1.0 arrives as the number 1 and becomes "1"; it matches a
- *   CSV cell "1" but not a cell "1.0" (send the string "1.0" for that).
+ *   `String(value)`, so 5 and "5" are the same value. JSON.parse reads 1.0 as
+ *   the number 1, which becomes "1". It matches a CSV cell "1" but not a
+ *   cell "1.0", so send the string "1.0" to match that cell.
  *   null and "" are missing (id 1), like an empty CSV cell.
  * - dense: a finite number within float32 range, or null for the feature's
  *   fill value. Strings are rejected, numeric or not.
@@ -310,7 +310,7 @@ export class FeatureEncoder {
     return this.slot(name).vocabulary.length + FIRST_VOCABULARY_ID;
   }
 
-  /** Returns the vocabulary of a sparse feature; entry `i` has id `i + 2`. */
+  /** Returns the vocabulary of a sparse feature, where entry `i` has id `i + 2`. */
   vocabulary(name: string): readonly string[] {
     return this.slot(name).vocabulary;
   }
@@ -320,7 +320,7 @@ export class FeatureEncoder {
     return encodeSparse(this.slot(name), raw, null);
   }
 
-  /** Encodes JSON rows; throws a `FeatureError` for the first invalid value. */
+  /** Encodes JSON rows, throwing a `FeatureError` for the first invalid value. */
   encodeRows(rows: readonly unknown[]): EncodedRows {
     if (!Array.isArray(rows)) {
       const expected = "an array of row objects";

@@ -12,9 +12,9 @@ export interface ProgressBar {
 }
 
 export interface ProgressBarOptions {
-  /** Unit shown after counts and rates; defaults to "rows". */
+  /** Unit shown after counts and rates (default "rows"). */
   unit?: string;
-  /** Stream to draw on; defaults to process.stderr. */
+  /** Stream to draw on (default process.stderr). */
   stream?: NodeJS.WriteStream;
 }
 
@@ -28,14 +28,14 @@ export function progressEnabled(): boolean {
 /**
  * Starts a progress bar with rate and ETA. Without a `total`, it shows the
  * count, rate and elapsed time only. Returns a bar that does nothing when
- * `progressEnabled()` is false; cli-progress also stays silent when the
+ * `progressEnabled()` is false. cli-progress also draws nothing when the
  * stream is not a terminal.
  */
 export function progressBar(label: string, total?: number, options: ProgressBarOptions = {}): ProgressBar {
   if (!progressEnabled()) return SILENT_BAR;
   const unit = options.unit ?? "rows";
-  const known = total !== undefined && total > 0;
-  const format = known
+  const hasTotal = total !== undefined && total > 0;
+  const format = hasTotal
     ? `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}`
     : `${label} {value} ${unit} | {rate} ${unit}/s | {duration_formatted}`;
   const bar = new cliProgress.SingleBar(
@@ -47,7 +47,7 @@ export function progressBar(label: string, total?: number, options: ProgressBarO
     const seconds = (Date.now() - startedAt) / 1000;
     return seconds > 0 ? Math.round(value / seconds).toLocaleString("en-US") : "-";
   };
-  bar.start(known ? total : 0, 0, { rate: "-" });
+  bar.start(hasTotal ? total : 0, 0, { rate: "-" });
   return {
     update(value) {
       bar.update(value, { rate: rate(value) });
