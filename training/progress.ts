@@ -5,8 +5,8 @@
 import cliProgress from "cli-progress";
 
 export interface ProgressBar {
-  /** Sets the amount of work done, in the bar's unit. */
-  update(value: number): void;
+  /** Sets the amount of work done, in the bar's unit, with optional text shown after the ETA (such as the loss). */
+  update(value: number, detail?: string): void;
   /** Draws the final state and releases the terminal line. */
   stop(): void;
 }
@@ -36,8 +36,8 @@ export function progressBar(label: string, total?: number, options: ProgressBarO
   const unit = options.unit ?? "rows";
   const hasTotal = total !== undefined && total > 0;
   const format = hasTotal
-    ? `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}`
-    : `${label} {value} ${unit} | {rate} ${unit}/s | {duration_formatted}`;
+    ? `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted}{detail}`
+    : `${label} {value} ${unit} | {rate} ${unit}/s | {duration_formatted}{detail}`;
   const bar = new cliProgress.SingleBar(
     { format, stream: options.stream ?? process.stderr, hideCursor: true, etaBuffer: 50 },
     cliProgress.Presets.shades_classic,
@@ -47,10 +47,10 @@ export function progressBar(label: string, total?: number, options: ProgressBarO
     const seconds = (Date.now() - startedAt) / 1000;
     return seconds > 0 ? Math.round(value / seconds).toLocaleString("en-US") : "-";
   };
-  bar.start(hasTotal ? total : 0, 0, { rate: "-" });
+  bar.start(hasTotal ? total : 0, 0, { rate: "-", detail: "" });
   return {
-    update(value) {
-      bar.update(value, { rate: rate(value) });
+    update(value, detail) {
+      bar.update(value, { rate: rate(value), detail: detail ? ` | ${detail}` : "" });
     },
     stop() {
       bar.stop();

@@ -1,0 +1,70 @@
+/** Task losses and their weighting, emitted into the training graph. */
+import { GraphError, type Tensor } from "./builder.js";
+import type { ModelContext } from "./layers/context.js";
+import type { TaskType } from "./models/model.js";
+import * as op from "./ops/index.js";
+
+/**
+ * Mean binary cross-entropy of sigmoid(logits) against labels in [0, 1],
+ * computed from the logits as max(z, 0) - z * y + log(1 + exp(-|z|)) so it
+ * never takes the log of 0. Its gradient is the fused (sigmoid(z) - y) / N.
+ */
+export function binaryCrossEntropyWithLogits(logits: Tensor, labels: Tensor): Tensor {
+  const z = logits;
+  const softplus = op.log(op.add(op.exp(op.neg(op.abs(z))), 1));
+  const perRow = op.add(op.sub(op.relu(z), op.mul(z, labels)), softplus);
+  const loss = op.reduceMean(perRow, null);
+  loss.producer!.customGradient = {
+    inputs: [z],
+    rule: ([dy]) => {
+      const count = op.cast(op.size(z), z.dtype);
+      return [op.mul(op.div(op.sub(op.sigmoid(z), labels), count), dy!)];
+    },
+  };
+  return loss;
+}
+
+export function meanSquaredError(predictions: Tensor, targets: Tensor): Tensor {
+  const difference = op.sub(predictions, targets);
+  return op.reduceMean(op.mul(difference, difference), null);
+}
+
+export function taskLoss(type: TaskType, output: Tensor, label: Tensor): Tensor {
+  return type === "classification" ? binaryCrossEntropyWithLogits(output, label) : meanSquaredError(output, label);
+}
+
+export type LossWeighting =
+  | { method: "equal" }
+  /**
+   * Uncertainty weighting (Kendall et al., 2018) in the reference's form: each
+   * task loss L_i contributes 2 * L_i * exp(-w_i) + w_i, w_i learnable from 0,
+   * so w_i moves toward log(2 * L_i). `clamp` uses max(w_i, 0) as the
+   * reference does; the gradient then stops for good once w_i drops below 0.
+   */
+  | { method: "uwl"; clamp?: boolean };
+
+export const LOSS_WEIGHTINGS = ["equal", "uwl"] as const;
+
+/**
+ * Combines task losses [nTask scalars] into the training loss. UWL weights
+ * are parameters of `ctx` (group "loss"), declared after the model's own.
+ */
+export function combineLosses(ctx: ModelContext, losses: Tensor[], weighting: LossWeighting): Tensor {
+  switch (weighting.method) {
+    case "equal":
+      return op.div(op.sum(losses), losses.length);
+    case "uwl": {
+      const weights = ctx.param("uwl_weights", [losses.length], { kind: "constant", value: 0 }, "loss");
+      const terms = losses.map((loss, i) => {
+        let w = op.reshape(op.slice(weights, [i], [i + 1], [0]), []);
+        if (weighting.clamp) w = op.clip(w, 0);
+        return op.add(op.mul(op.mul(loss, op.exp(op.neg(w))), 2), w);
+      });
+      return op.sum(terms);
+    }
+    default:
+      throw new GraphError(
+        `loss weighting method ${JSON.stringify((weighting as { method: unknown }).method)} is not one of ${LOSS_WEIGHTINGS.join(", ")}`,
+      );
+  }
+}

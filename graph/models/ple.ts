@@ -1,0 +1,115 @@
+/**
+ * PLE, Progressive Layered Extraction (Tang et al., RecSys 2020), laid out as
+ * torch-rechub lays it out. Each of nLevel extraction levels has
+ * nTask * nExpertSpecific task experts and nExpertShared shared experts (MLPs),
+ * a softmax gate per task over its own and the shared experts, and, below the
+ * last level, a shared gate over all experts whose output feeds the next
+ * level's shared experts. A tower MLP ending in Linear(*, 1) sits on each
+ * task's last-level output.
+ */
+import type { Tensor } from "../builder.js";
+import type { ModelContext } from "../layers/context.js";
+import { type MlpParams, checkMlpParams, gate, mixExperts, mlp } from "../layers/mlp.js";
+import type { Feature } from "./features.js";
+import { type EmbeddedInput, type MultiTaskModel, type TaskType, checkPositiveInteger, checkTaskTypes } from "./model.js";
+
+export interface PleOptions {
+  features: Feature[];
+  taskTypes: TaskType[];
+  nLevel: number;
+  nExpertSpecific: number;
+  nExpertShared: number;
+  expertParams: MlpParams;
+  /** One tower per task. */
+  towerParamsList: MlpParams[];
+}
+
+export class PLE implements MultiTaskModel {
+  readonly kind = "ple";
+  readonly features: Feature[];
+  readonly taskTypes: TaskType[];
+  readonly nLevel: number;
+  readonly nExpertSpecific: number;
+  readonly nExpertShared: number;
+  readonly expertParams: MlpParams;
+  readonly towerParamsList: MlpParams[];
+
+  constructor(options: PleOptions) {
+    checkTaskTypes("PLE", options.taskTypes);
+    checkPositiveInteger("PLE: nLevel", options.nLevel);
+    checkPositiveInteger("PLE: nExpertSpecific", options.nExpertSpecific, 0);
+    checkPositiveInteger("PLE: nExpertShared", options.nExpertShared, 0);
+    if (options.nExpertSpecific + options.nExpertShared === 0) {
+      throw new RangeError("PLE: nExpertSpecific + nExpertShared must be at least 1, got 0");
+    }
+    checkMlpParams("PLE: expertParams", options.expertParams);
+    if (!Array.isArray(options.towerParamsList) || options.towerParamsList.length !== options.taskTypes.length) {
+      throw new RangeError(
+        `PLE: towerParamsList needs one entry per task (${options.taskTypes.length}), got ${JSON.stringify(options.towerParamsList?.length)}`,
+      );
+    }
+    options.towerParamsList.forEach((p, i) => checkMlpParams(`PLE: towerParamsList[${i}]`, p));
+    this.features = options.features;
+    this.taskTypes = options.taskTypes;
+    this.nLevel = options.nLevel;
+    this.nExpertSpecific = options.nExpertSpecific;
+    this.nExpertShared = options.nExpertShared;
+    this.expertParams = options.expertParams;
+    this.towerParamsList = options.towerParamsList;
+  }
+
+  get nTask(): number {
+    return this.taskTypes.length;
+  }
+
+  forward(ctx: ModelContext, input: EmbeddedInput): Tensor[] {
+    const expertDim = this.expertParams.dims[this.expertParams.dims.length - 1];
+    // One input per task, then the shared input; the first level sees the embeddings everywhere.
+    let inputs: Tensor[] = new Array(this.nTask + 1).fill(input.concatenated);
+    let inDim = input.inputDim;
+    for (let level = 0; level < this.nLevel; level++) {
+      inputs = ctx.scope(`cgc${level}`, () => this.extractionLevel(ctx, level, inputs, inDim));
+      inDim = expertDim;
+    }
+    return this.towerParamsList.map((params, task) => mlp(ctx, `tower${task}`, inputs[task], expertDim, params, true));
+  }
+
+  /** One customized gate control (CGC) level: nTask task outputs, plus the shared output below the last level. */
+  private extractionLevel(ctx: ModelContext, level: number, inputs: Tensor[], inDim: number): Tensor[] {
+    const specific: Tensor[][] = [];
+    for (let task = 0; task < this.nTask; task++) {
+      const experts: Tensor[] = [];
+      for (let k = 0; k < this.nExpertSpecific; k++) {
+        const index = task * this.nExpertSpecific + k;
+        experts.push(mlp(ctx, `expert_specific${index}`, inputs[task], inDim, this.expertParams, false));
+      }
+      specific.push(experts);
+    }
+    const shared: Tensor[] = [];
+    for (let k = 0; k < this.nExpertShared; k++) {
+      shared.push(mlp(ctx, `expert_shared${k}`, inputs[this.nTask], inDim, this.expertParams, false));
+    }
+    const outputs: Tensor[] = [];
+    for (let task = 0; task < this.nTask; task++) {
+      const weights = gate(ctx, `gate_specific${task}`, inputs[task], inDim, this.nExpertSpecific + this.nExpertShared);
+      outputs.push(mixExperts(weights, [...specific[task], ...shared]));
+    }
+    if (level < this.nLevel - 1) {
+      const all = [...specific.flat(), ...shared];
+      const weights = gate(ctx, "gate_shared", inputs[this.nTask], inDim, all.length);
+      outputs.push(mixExperts(weights, all));
+    }
+    return outputs;
+  }
+
+  options(): Record<string, unknown> {
+    return {
+      taskTypes: this.taskTypes,
+      nLevel: this.nLevel,
+      nExpertSpecific: this.nExpertSpecific,
+      nExpertShared: this.nExpertShared,
+      expertParams: this.expertParams,
+      towerParamsList: this.towerParamsList,
+    };
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The three graphs of a model: the training step (forward, loss, backward,
+ * Adam), evaluation (weights as inputs, so the current state is scored without
+ * re-exporting), and inference (weights inside, what the server and the
+ * browser load). All three come from the model's one forward definition.
+ *
+ * Embedding tables stay outside the training graph: for each sparse feature
+ * the host feeds only the rows the batch uses (deduplicated), with their Adam
+ * moments, and writes the updated rows back, so a step costs O(batch), not
+ * O(vocabulary).
+ */
+import { Graph, GraphError, type Tensor } from "./builder.js";
+import { grad } from "./autodiff.js";
+import { ModelContext, type TrainedValues } from "./layers/context.js";
+import { type LossWeighting, combineLosses, taskLoss } from "./losses.js";
+import type { DenseFeature, SparseFeature } from "./models/features.js";
+import type { EmbeddedInput, MultiTaskModel } from "./models/model.js";
+import * as op from "./ops/index.js";
+import { type AdamOptions, adamUpdate } from "./optimizer.js";
+
+export const BATCH = "N";
+
+/** Names of the tensors a program exchanges with the host. */
+export const io = {
+  params: "params",
+  adamM: "adam_m",
+  adamV: "adam_v",
+  normState: "norm_state",
+  lr: "lr",
+  step: "step",
+  dense: "dense",
+  sparseIds: "sparse_ids",
+  labels: "labels",
+  loss: "loss",
+  taskLosses: "task_losses",
+  out: (name: string) => `${name}_out`,
+  rows: (k: number) => `emb${k}_rows`,
+  rowsM: (k: number) => `emb${k}_m`,
+  rowsV: (k: number) => `emb${k}_v`,
+  idx: (k: number) => `emb${k}_idx`,
+  order: (k: number) => `emb${k}_order`,
+  ends: (k: number) => `emb${k}_ends`,
+  table: (k: number) => `emb${k}_table`,
+};
+
+export function sparseFeatures(model: MultiTaskModel): SparseFeature[] {
+  return model.features.filter((f): f is SparseFeature => f.kind === "sparse");
+}
+
+export function denseFeatures(model: MultiTaskModel): DenseFeature[] {
+  return model.features.filter((f): f is DenseFeature => f.kind === "dense");
+}
+
+/**
+ * Looks up rows[idx] with a gradient that sums the rows of dy sharing an
+ * index without a scatter: the host passes `order`, a permutation that sorts
+ * idx, and `ends`, the position in that order of each row's last occurrence.
+ * A running sum (in float64, so the differences stay exact to float32) over
+ * the sorted dy, read at each row's end, minus the previous row's end, is the
+ * row's total.
+ */
+function lookupRows(rows: Tensor, idx: Tensor, order: Tensor, ends: Tensor): Tensor {
+  const y = op.gather(rows, idx);
+  y.producer!.customGradient = {
+    inputs: [rows],
+    rule: ([dy]) => {
+      const width = rows.shape[1] as number;
+      const sorted = op.gather(op.cast(dy!, "float64"), order);
+      const running = op.cumSum(sorted, 0);
+      const atEnds = op.gather(running, ends);
+      const zero = rows.graph.constant("float64", [1, width], new Array(width).fill(0));
+      const previous = op.concat([zero, op.slice(atEnds, [0], [-1], [0])], 0);
+      return [op.cast(op.sub(atEnds, previous), rows.dtype)];
+    },
+  };
+  return y;
+}
+
+function concatenate(model: MultiTaskModel, sparse: Tensor[], dense: Tensor | null): EmbeddedInput {
+  const byName = new Map<string, Tensor>();
+  sparseFeatures(model).forEach((f, k) => byName.set(f.name, sparse[k]));
+  denseFeatures(model).forEach((f, j) => byName.set(f.name, op.slice(dense!, [j], [j + 1], [1])));
+  const parts = dense === null ? sparse : [...sparse, dense];
+  if (parts.length === 0) throw new GraphError(`${model.kind}: the model has no features`);
+  const inputDim = model.features.reduce((total, f) => total + f.embedDim, 0);
+  return { byName, concatenated: op.concat(parts, 1), inputDim };
+}
+
+function denseInput(graph: Graph, model: MultiTaskModel): Tensor | null {
+  const nDense = denseFeatures(model).length;
+  return nDense === 0 ? null : graph.input(io.dense, "float32", [BATCH, nDense]);
+}
+
+/** Looks up every sparse feature's column of sparse_ids [N, nSparse] in its table. */
+function embedFromIds(graph: Graph, model: MultiTaskModel, tables: Tensor[]): Tensor[] {
+  const sparse = sparseFeatures(model);
+  if (sparse.length === 0) return [];
+  const ids = graph.input(io.sparseIds, "int32", [BATCH, sparse.length]);
+  return sparse.map((_, k) => op.gather(tables[k], op.gather(ids, graph.constant("int64", [], [k]), 1)));
+}
+
+export interface TrainingGraphOptions {
+  lossWeighting: LossWeighting;
+  optimizer: AdamOptions;
+  /** Seed of the dropout nodes. */
+  seed: number;
+}
+
+export interface BuiltProgram {
+  graph: Graph;
+  ctx: ModelContext;
+  outputs: Record<string, Tensor>;
+  inputs: Tensor[];
+}
+
+/** Builds the training step graph; see `io` for its inputs and outputs. */
+export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraphOptions): BuiltProgram {
+  const graph = new Graph(`${model.kind}_train`);
+  const params = graph.input(io.params, "float32", ["P"]);
+  const adamM = graph.input(io.adamM, "float32", ["P"]);
+  const adamV = graph.input(io.adamV, "float32", ["P"]);
+  const normState = graph.input(io.normState, "float32", ["S"]);
+  const lr = graph.input(io.lr, "float32", []);
+  const step = graph.input(io.step, "float32", []);
+  const sparse = sparseFeatures(model).map((f, k) => ({
+    rows: graph.input(io.rows(k), "float32", [`U${k}`, f.embedDim]),
+    m: graph.input(io.rowsM(k), "float32", [`U${k}`, f.embedDim]),
+    v: graph.input(io.rowsV(k), "float32", [`U${k}`, f.embedDim]),
+    idx: graph.input(io.idx(k), "int32", [BATCH]),
+    order: graph.input(io.order(k), "int32", [BATCH]),
+    ends: graph.input(io.ends(k), "int32", [`U${k}`]),
+  }));
+  const dense = denseInput(graph, model);
+  const nTask = model.taskTypes.length;
+  const labels = graph.input(io.labels, "float32", [BATCH, nTask]);
+
+  const ctx = new ModelContext(graph, { mode: "train", inputs: { params, normState }, dropoutSeed: options.seed });
+  const embedded = concatenate(
+    model,
+    sparse.map((s) => lookupRows(s.rows, s.idx, s.order, s.ends)),
+    dense,
+  );
+  const outputs = model.forward(ctx, embedded);
+  const losses = outputs.map((output, i) =>
+    taskLoss(model.taskTypes[i], output, op.slice(labels, [i], [i + 1], [1])),
+  );
+  const loss = combineLosses(ctx, losses, options.lossWeighting);
+
+  const wrt = [...ctx.parameterTensors, ...sparse.map((s) => s.rows)];
+  const gradients = grad(loss, wrt);
+  const flatGradient = op.concat(
+    ctx.parameters.map((spec, i) => {
+      const g = gradients[i];
+      return g === null ? graph.constant("float32", [spec.size], new Array(spec.size).fill(0)) : op.reshape(g, [-1]);
+    }),
+    0,
+  );
+  const t = adamUpdate({ param: params, m: adamM, v: adamV }, flatGradient, lr, step, options.optimizer);
+  const result: Record<string, Tensor> = {
+    [io.loss]: loss,
+    [io.taskLosses]: op.concat(losses.map((l) => op.reshape(l, [1])), 0),
+    [io.out(io.params)]: t.param,
+    [io.out(io.adamM)]: t.m,
+    [io.out(io.adamV)]: t.v,
+    [io.out(io.normState)]: ctx.normUpdates.length > 0 ? op.concat(ctx.normUpdates, 0) : op.identity(normState),
+  };
+  sparse.forEach((s, k) => {
+    const g = gradients[ctx.parameters.length + k];
+    if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);
+    const updated = adamUpdate({ param: s.rows, m: s.m, v: s.v }, g, lr, step, options.optimizer);
+    result[io.out(io.rows(k))] = updated.param;
+    result[io.out(io.rowsM(k))] = updated.m;
+    result[io.out(io.rowsV(k))] = updated.v;
+  });
+  return { graph, ctx, outputs: result, inputs: graph.inputs };
+}
+
+function taskOutputs(model: MultiTaskModel, taskNames: readonly string[], raw: Tensor[]): Record<string, Tensor> {
+  const outputs: Record<string, Tensor> = {};
+  raw.forEach((output, i) => {
+    const score = model.taskTypes[i] === "classification" ? op.sigmoid(output) : output;
+    outputs[taskNames[i]] = op.reshape(score, [-1]);
+  });
+  return outputs;
+}
+
+/** Builds the evaluation graph: params, norm_state and each table as inputs; one score [N] per task. */
+export function buildEvalGraph(model: MultiTaskModel, taskNames: readonly string[]): BuiltProgram {
+  const graph = new Graph(`${model.kind}_eval`);
+  const params = graph.input(io.params, "float32", ["P"]);
+  const normState = graph.input(io.normState, "float32", ["S"]);
+  const tables = sparseFeatures(model).map((f, k) => graph.input(io.table(k), "float32", [f.vocabSize, f.embedDim]));
+  const sparse = embedFromIds(graph, model, tables);
+  const dense = denseInput(graph, model);
+  const ctx = new ModelContext(graph, { mode: "eval", inputs: { params, normState } });
+  const raw = model.forward(ctx, concatenate(model, sparse, dense));
+  return { graph, ctx, outputs: taskOutputs(model, taskNames, raw), inputs: graph.inputs };
+}
+
+/** Builds the inference graph with trained weights inside: sparse_ids and dense in, one score [N] per task out. */
+export function buildInferenceGraph(
+  model: MultiTaskModel,
+  taskNames: readonly string[],
+  values: TrainedValues,
+  tables: Float32Array[],
+): BuiltProgram {
+  const graph = new Graph(`${model.kind}_inference`);
+  const tableTensors = sparseFeatures(model).map((f, k) =>
+    graph.initializer(`embedding_${f.name}`, "float32", [f.vocabSize, f.embedDim], tables[k]),
+  );
+  const sparse = embedFromIds(graph, model, tableTensors);
+  const dense = denseInput(graph, model);
+  const ctx = new ModelContext(graph, { mode: "infer", values });
+  const raw = model.forward(ctx, concatenate(model, sparse, dense));
+  return { graph, ctx, outputs: taskOutputs(model, taskNames, raw), inputs: graph.inputs };
+}

@@ -1,0 +1,52 @@
+/** Seeded random numbers for parameter initialisation, so a seed repeats a run. Browser-safe. */
+
+/** Returns a generator of uniform numbers in [0, 1) from a 32-bit seed (mulberry32). */
+export function uniformGenerator(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Returns a generator of standard normal numbers (Box-Muller on a uniform generator). */
+export function normalGenerator(seed: number): () => number {
+  const uniform = uniformGenerator(seed);
+  let spare: number | undefined;
+  return () => {
+    if (spare !== undefined) {
+      const value = spare;
+      spare = undefined;
+      return value;
+    }
+    const u = 1 - uniform();
+    const v = uniform();
+    const radius = Math.sqrt(-2 * Math.log(u));
+    spare = radius * Math.sin(2 * Math.PI * v);
+    return radius * Math.cos(2 * Math.PI * v);
+  };
+}
+
+/** How a parameter starts. */
+export type Init =
+  | { kind: "uniform"; bound: number }
+  | { kind: "normal"; mean: number; std: number }
+  | { kind: "constant"; value: number };
+
+/** Fills `out` according to `init`, drawing from the given generators. */
+export function fill(out: Float32Array, init: Init, uniform: () => number, normal: () => number): void {
+  switch (init.kind) {
+    case "uniform":
+      for (let i = 0; i < out.length; i++) out[i] = (uniform() * 2 - 1) * init.bound;
+      return;
+    case "normal":
+      for (let i = 0; i < out.length; i++) out[i] = init.mean + init.std * normal();
+      return;
+    case "constant":
+      out.fill(init.value);
+      return;
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * DataLoader: batches of an ArrowDataset in the column order of a model, with
+ * a new shuffle each epoch that a seed repeats. Node only.
+ */
+import type { MultiTaskModel } from "../graph/models/model.js";
+import { denseFeatures, sparseFeatures } from "../graph/programs.js";
+import type { ArrowDataset, Batch } from "./data.js";
+import type { ModelBatch } from "./program.js";
+
+export interface LoaderOptions {
+  batchSize: number;
+  /** Shuffle rows each epoch. Default false. */
+  shuffle?: boolean;
+  /** Base seed of the shuffles; epoch e uses seed + e. Default 0. */
+  seed?: number;
+  dropLast?: boolean;
+}
+
+export class DataLoader {
+  constructor(
+    readonly dataset: ArrowDataset,
+    readonly options: LoaderOptions,
+  ) {
+    if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
+      throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+    }
+  }
+
+  get rows(): number {
+    return this.dataset.length;
+  }
+
+  get batchCount(): number {
+    return this.dataset.batchCount(this.options.batchSize, this.options.dropLast);
+  }
+
+  batches(epoch = 0): Generator<Batch> {
+    return this.dataset.batches({
+      batchSize: this.options.batchSize,
+      shuffle: this.options.shuffle ?? false,
+      seed: (this.options.seed ?? 0) + epoch,
+      dropLast: this.options.dropLast,
+    });
+  }
+}
+
+/** Maps a dataset's columns onto a model's feature order; throws naming any feature the dataset lacks. */
+export class ColumnMapping {
+  private readonly sparseIndex: number[];
+  private readonly denseIndex: number[];
+  private readonly denseIdentity: boolean;
+  private readonly nDenseData: number;
+
+  constructor(model: MultiTaskModel, dataset: ArrowDataset) {
+    const find = (names: readonly string[], name: string, kind: string) => {
+      const index = names.indexOf(name);
+      if (index < 0) {
+        throw new RangeError(
+          `the model's ${kind} feature "${name}" is not a ${kind} column of the dataset (it has: ${names.join(", ") || "none"})`,
+        );
+      }
+      return index;
+    };
+    this.sparseIndex = sparseFeatures(model).map((f) => find(dataset.sparseNames, f.name, "sparse"));
+    this.denseIndex = denseFeatures(model).map((f) => find(dataset.denseNames, f.name, "dense"));
+    this.nDenseData = dataset.denseNames.length;
+    this.denseIdentity =
+      this.denseIndex.length === this.nDenseData && this.denseIndex.every((j, i) => j === i);
+    if (dataset.labels.length !== model.taskTypes.length) {
+      throw new RangeError(
+        `the model has ${model.taskTypes.length} tasks but the dataset has ${dataset.labels.length} label columns`,
+      );
+    }
+  }
+
+  apply(batch: Batch): ModelBatch {
+    let dense = batch.dense;
+    if (!this.denseIdentity) {
+      const width = this.denseIndex.length;
+      dense = new Float32Array(batch.size * width);
+      for (let i = 0; i < batch.size; i++) {
+        for (let j = 0; j < width; j++) dense[i * width + j] = batch.dense[i * this.nDenseData + this.denseIndex[j]];
+      }
+    }
+    return { size: batch.size, sparse: this.sparseIndex.map((k) => batch.sparse[k]), dense, labels: batch.labels };
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * ModelProgram runs a model's training and evaluation graphs in
+ * onnxruntime-node and owns the host side of its state. One trainStep() is
+ * one session run: forward, loss, backward and Adam. Embedding rows travel
+ * row-sparse: the batch's distinct ids are gathered from each table, updated
+ * in the graph and written back.
+ */
+import { emitModel } from "../graph/emit.js";
+import type { LossWeighting } from "../graph/losses.js";
+import type { MultiTaskModel } from "../graph/models/model.js";
+import type { AdamOptions } from "../graph/optimizer.js";
+import {
+  buildEvalGraph,
+  buildInferenceGraph,
+  buildTrainingGraph,
+  denseFeatures,
+  io,
+  sparseFeatures,
+} from "../graph/programs.js";
+import { type Feeds, Session, tensor } from "../runtime/node.js";
+import { type TrainingState, initialState } from "./state.js";
+
+/** A batch in the model's feature order; see training/data.ts. */
+export interface ModelBatch {
+  size: number;
+  /** One id column per sparse feature, in the model's order. */
+  sparse: Int32Array[];
+  /** Row-major [size, nDense], in the model's order of dense features. */
+  dense: Float32Array;
+  /** One column per task; only training reads them. */
+  labels: Float32Array[];
+}
+
+export interface ProgramOptions {
+  taskNames: string[];
+  lossWeighting: LossWeighting;
+  optimizer: AdamOptions;
+  seed: number;
+  /** onnxruntime intra-op threads. Default 2. */
+  threads?: number;
+}
+
+export interface StepResult {
+  loss: number;
+  taskLosses: Float32Array;
+}
+
+/** Gathers the distinct ids of one sparse column and lays out what the training graph's lookup needs. */
+class RowPlanner {
+  private readonly slot: Int32Array;
+
+  constructor(
+    readonly feature: string,
+    readonly vocabSize: number,
+  ) {
+    this.slot = new Int32Array(vocabSize).fill(-1);
+  }
+
+  plan(ids: Int32Array): { unique: Int32Array; idx: Int32Array; order: Int32Array; ends: Int32Array } {
+    const n = ids.length;
+    const idx = new Int32Array(n);
+    const uniqueList = new Int32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      const id = ids[i];
+      if (!(id >= 0 && id < this.vocabSize)) {
+        this.reset(uniqueList, count);
+        throw new RangeError(
+          `sparse feature "${this.feature}": id ${id} at batch row ${i} is outside [0, ${this.vocabSize})`,
+        );
+      }
+      let u = this.slot[id];
+      if (u < 0) {
+        u = count++;
+        this.slot[id] = u;
+        uniqueList[u] = id;
+      }
+      idx[i] = u;
+    }
+    this.reset(uniqueList, count);
+    // Counting sort of the rows by their slot: ends[u] is the last position of slot u in `order`.
+    const starts = new Int32Array(count + 1);
+    for (let i = 0; i < n; i++) starts[idx[i] + 1]++;
+    for (let u = 0; u < count; u++) starts[u + 1] += starts[u];
+    const ends = new Int32Array(count);
+    for (let u = 0; u < count; u++) ends[u] = starts[u + 1] - 1;
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[starts[idx[i]]++] = i;
+    return { unique: uniqueList.slice(0, count), idx, order, ends };
+  }
+
+  private reset(unique: Int32Array, count: number): void {
+    for (let u = 0; u < count; u++) this.slot[unique[u]] = -1;
+  }
+}
+
+function gatherRows(table: Float32Array, unique: Int32Array, width: number): Float32Array {
+  const rows = new Float32Array(unique.length * width);
+  for (let u = 0; u < unique.length; u++) {
+    const start = unique[u] * width;
+    rows.set(table.subarray(start, start + width), u * width);
+  }
+  return rows;
+}
+
+function scatterRows(table: Float32Array, unique: Int32Array, width: number, rows: Float32Array): void {
+  for (let u = 0; u < unique.length; u++) {
+    table.set(rows.subarray(u * width, (u + 1) * width), unique[u] * width);
+  }
+}
+
+/** Interleaves columns into a row-major [size, columns.length] matrix. */
+export function interleave<T extends Int32Array | Float32Array>(columns: T[], size: number, make: (n: number) => T): T {
+  const out = make(size * columns.length);
+  const width = columns.length;
+  for (let c = 0; c < width; c++) {
+    const column = columns[c];
+    for (let i = 0; i < size; i++) out[i * width + c] = column[i];
+  }
+  return out;
+}
+
+export class ModelProgram {
+  state: TrainingState;
+  readonly trainingModel: Uint8Array;
+  readonly evalModel: Uint8Array;
+  readonly modelParameterCount: number;
+  private readonly planners: RowPlanner[];
+
+  private constructor(
+    readonly model: MultiTaskModel,
+    readonly options: ProgramOptions,
+    private readonly trainSession: Session,
+    private readonly evalSession: Session,
+    built: { trainingModel: Uint8Array; evalModel: Uint8Array; state: TrainingState; modelParameterCount: number },
+  ) {
+    this.trainingModel = built.trainingModel;
+    this.evalModel = built.evalModel;
+    this.state = built.state;
+    this.modelParameterCount = built.modelParameterCount;
+    this.planners = sparseFeatures(model).map((f) => new RowPlanner(f.name, f.vocabSize));
+  }
+
+  static async create(model: MultiTaskModel, options: ProgramOptions): Promise<ModelProgram> {
+    if (options.taskNames.length !== model.taskTypes.length) {
+      throw new RangeError(
+        `ModelProgram: ${options.taskNames.length} task names for ${model.taskTypes.length} tasks`,
+      );
+    }
+    const train = buildTrainingGraph(model, {
+      lossWeighting: options.lossWeighting,
+      optimizer: options.optimizer,
+      seed: options.seed,
+    });
+    const evaluation = buildEvalGraph(model, options.taskNames);
+    const trainingModel = emitModel(train.graph, { outputs: train.outputs, inputs: train.inputs });
+    const evalModel = emitModel(evaluation.graph, { outputs: evaluation.outputs, inputs: evaluation.inputs });
+    const sessionOptions = { threads: options.threads ?? 2 };
+    const [trainSession, evalSession] = await Promise.all([
+      Session.create(trainingModel, `${model.kind} training step`, sessionOptions),
+      Session.create(evalModel, `${model.kind} evaluation`, sessionOptions),
+    ]);
+    const state = initialState(
+      train.ctx.parameters,
+      train.ctx.totalParameters,
+      train.ctx.normStates.map((s) => s.channels),
+      sparseFeatures(model),
+      options.seed,
+    );
+    return new ModelProgram(model, options, trainSession, evalSession, {
+      trainingModel,
+      evalModel,
+      state,
+      modelParameterCount: evaluation.ctx.totalParameters,
+    });
+  }
+
+  /** Trainable parameters of the model: dense weights, batch norm scales and shifts, and every embedding row. */
+  get parameterCount(): number {
+    return this.modelParameterCount + sparseFeatures(this.model).reduce((a, f) => a + f.vocabSize * f.embedDim, 0);
+  }
+
+  /** Runs one optimizer step on a batch with learning rate `lr`. */
+  async trainStep(batch: ModelBatch, lr: number): Promise<StepResult> {
+    const s = this.state;
+    const sparse = sparseFeatures(this.model);
+    const nTask = this.model.taskTypes.length;
+    const plans = sparse.map((_, k) => this.planners[k].plan(batch.sparse[k]));
+    const step = s.step + 1;
+    const feeds: Feeds = {
+      [io.params]: tensor(s.params, [s.params.length]),
+      [io.adamM]: tensor(s.adamM, [s.adamM.length]),
+      [io.adamV]: tensor(s.adamV, [s.adamV.length]),
+      [io.normState]: tensor(s.normState, [s.normState.length]),
+      [io.lr]: tensor(new Float32Array([lr]), []),
+      [io.step]: tensor(new Float32Array([step]), []),
+      [io.labels]: tensor(interleave(batch.labels, batch.size, (n) => new Float32Array(n)), [batch.size, nTask]),
+    };
+    const nDense = denseFeatures(this.model).length;
+    if (nDense > 0) feeds[io.dense] = tensor(batch.dense, [batch.size, nDense]);
+    sparse.forEach((f, k) => {
+      const plan = plans[k];
+      const shape = [plan.unique.length, f.embedDim];
+      feeds[io.rows(k)] = tensor(gatherRows(s.tables[k], plan.unique, f.embedDim), shape);
+      feeds[io.rowsM(k)] = tensor(gatherRows(s.tablesM[k], plan.unique, f.embedDim), shape);
+      feeds[io.rowsV(k)] = tensor(gatherRows(s.tablesV[k], plan.unique, f.embedDim), shape);
+      feeds[io.idx(k)] = tensor(plan.idx, [batch.size]);
+      feeds[io.order(k)] = tensor(plan.order, [batch.size]);
+      feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
+    });
+    const out = await this.trainSession.run(feeds);
+    s.params = out[io.out(io.params)].data as Float32Array;
+    s.adamM = out[io.out(io.adamM)].data as Float32Array;
+    s.adamV = out[io.out(io.adamV)].data as Float32Array;
+    s.normState = out[io.out(io.normState)].data as Float32Array;
+    sparse.forEach((f, k) => {
+      const unique = plans[k].unique;
+      scatterRows(s.tables[k], unique, f.embedDim, out[io.out(io.rows(k))].data as Float32Array);
+      scatterRows(s.tablesM[k], unique, f.embedDim, out[io.out(io.rowsM(k))].data as Float32Array);
+      scatterRows(s.tablesV[k], unique, f.embedDim, out[io.out(io.rowsV(k))].data as Float32Array);
+    });
+    s.step = step;
+    return {
+      loss: (out[io.loss].data as Float32Array)[0],
+      taskLosses: out[io.taskLosses].data as Float32Array,
+    };
+  }
+
+  /** Scores a batch with the current weights in inference mode; one Float32Array per task. */
+  async predict(batch: ModelBatch): Promise<Float32Array[]> {
+    const s = this.state;
+    const sparse = sparseFeatures(this.model);
+    const feeds: Feeds = {
+      [io.params]: tensor(s.params, [s.params.length]),
+      [io.normState]: tensor(s.normState, [s.normState.length]),
+    };
+    sparse.forEach((f, k) => {
+      feeds[io.table(k)] = tensor(s.tables[k], [f.vocabSize, f.embedDim]);
+      const ids = batch.sparse[k];
+      for (let i = 0; i < ids.length; i++) {
+        if (!(ids[i] >= 0 && ids[i] < f.vocabSize)) {
+          throw new RangeError(`sparse feature "${f.name}": id ${ids[i]} at batch row ${i} is outside [0, ${f.vocabSize})`);
+        }
+      }
+    });
+    if (sparse.length > 0) {
+      feeds[io.sparseIds] = tensor(interleave(batch.sparse, batch.size, (n) => new Int32Array(n)), [batch.size, sparse.length]);
+    }
+    const nDense = denseFeatures(this.model).length;
+    if (nDense > 0) feeds[io.dense] = tensor(batch.dense, [batch.size, nDense]);
+    const out = await this.evalSession.run(feeds);
+    return this.options.taskNames.map((name) => out[name].data as Float32Array);
+  }
+
+  /** The standalone inference model with the current weights inside. */
+  inferenceModel(metadata: Record<string, string> = {}): Uint8Array {
+    const s = this.state;
+    const built = buildInferenceGraph(this.model, this.options.taskNames, { params: s.params, normState: s.normState }, s.tables);
+    return emitModel(built.graph, { outputs: built.outputs, inputs: built.inputs, metadata });
+  }
+
+  /** Learned UWL weights w_i, or undefined when the loss weighting has none. */
+  lossWeights(): Float32Array | undefined {
+    if (this.options.lossWeighting.method !== "uwl") return undefined;
+    const n = this.model.taskTypes.length;
+    return this.state.params.slice(this.state.params.length - n);
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.trainSession.release(), this.evalSession.release()]);
+  }
+}

@@ -1,0 +1,272 @@
+/**
+ * MTLTrainer: fits a multi-task model with early stopping on one task's
+ * validation metric, keeps the best weights, and evaluates per task. Options
+ * mirror torch-rechub's MTLTrainer in camelCase. Node only.
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { LossWeighting } from "../graph/losses.js";
+import type { MultiTaskModel } from "../graph/models/model.js";
+import { sparseFeatures } from "../graph/programs.js";
+import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { ColumnMapping, type DataLoader } from "./loader.js";
+import { auc, meanSquaredError } from "./metrics.js";
+import { ModelProgram } from "./program.js";
+import { progressBar } from "./progress.js";
+import { type TrainingState, cloneState } from "./state.js";
+
+export interface OptimizerParams {
+  /** Learning rate. Default 1e-3. */
+  lr?: number;
+  /** Default 1e-5, as the reference's default. */
+  weightDecay?: number;
+  /** Use AdamW's decoupled decay in place of L2 added to the gradient. Default false. */
+  decoupledWeightDecay?: boolean;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+}
+
+export type AdaptiveParams = { method: "equal" } | { method: "uwl"; clamp?: boolean };
+
+export interface TrainerOptions {
+  optimizerParams?: OptimizerParams;
+  /** Loss weighting across tasks. Default equal weights (the mean of the task losses). */
+  adaptiveParams?: AdaptiveParams;
+  /** Default 10. */
+  nEpoch?: number;
+  /** Task whose validation metric drives early stopping. Default 0. */
+  earlystopTaskid?: number;
+  /** Epochs without improvement before stopping. Default 10. */
+  earlystopPatience?: number;
+  /** Folder for the best checkpoint; none is written when omitted. */
+  modelPath?: string;
+  /** Seeds initialisation and dropout; the loaders have their own shuffle seeds. Default 2022. */
+  seed?: number;
+  /** onnxruntime intra-op threads. Default 2. */
+  threads?: number;
+  /** Task names, used for outputs and metric keys. Default task0, task1, ... */
+  taskNames?: string[];
+  /** Draw a progress bar per epoch. Default true (bars are silent when stdout is not a terminal). */
+  progress?: boolean;
+  /** Called after each epoch with its log. */
+  onEpoch?: (log: EpochLog) => void;
+}
+
+/** Per-task values keyed by task name. */
+export type TaskScores = Record<string, number>;
+
+export interface EpochLog {
+  epoch: number;
+  /** Mean training loss of each task over the epoch. */
+  trainLoss: TaskScores;
+  /** Validation metric of each task: AUC for classification, MSE for regression. */
+  valMetric: TaskScores;
+  /** UWL weights w_i after the epoch, when UWL is used. */
+  lossWeights?: TaskScores;
+  seconds: number;
+  samplesPerSecond: number;
+  improved: boolean;
+}
+
+export const CHECKPOINT_FILE = "checkpoint.safetensors";
+
+export class MTLTrainer {
+  readonly taskNames: string[];
+  readonly history: EpochLog[] = [];
+  private program?: ModelProgram;
+  private readonly options: Required<Pick<TrainerOptions, "nEpoch" | "earlystopTaskid" | "earlystopPatience" | "seed">> &
+    TrainerOptions;
+
+  constructor(
+    readonly model: MultiTaskModel,
+    options: TrainerOptions = {},
+  ) {
+    const nTask = model.taskTypes.length;
+    this.options = { nEpoch: 10, earlystopTaskid: 0, earlystopPatience: 10, seed: 2022, ...options };
+    const { nEpoch, earlystopTaskid, earlystopPatience } = this.options;
+    if (!Number.isInteger(nEpoch) || nEpoch < 1) throw new RangeError(`MTLTrainer: nEpoch must be an integer >= 1, got ${nEpoch}`);
+    if (!Number.isInteger(earlystopTaskid) || earlystopTaskid < 0 || earlystopTaskid >= nTask) {
+      throw new RangeError(`MTLTrainer: earlystopTaskid must be in [0, ${nTask - 1}], got ${earlystopTaskid}`);
+    }
+    if (!Number.isInteger(earlystopPatience) || earlystopPatience < 1) {
+      throw new RangeError(`MTLTrainer: earlystopPatience must be an integer >= 1, got ${earlystopPatience}`);
+    }
+    this.taskNames = options.taskNames ?? model.taskTypes.map((_, i) => `task${i}`);
+    if (this.taskNames.length !== nTask) {
+      throw new RangeError(`MTLTrainer: taskNames has ${this.taskNames.length} names for ${nTask} tasks`);
+    }
+    const lossWeighting = this.lossWeighting();
+    if (lossWeighting.method !== "equal" && lossWeighting.method !== "uwl") {
+      throw new RangeError(
+        `MTLTrainer: adaptiveParams.method must be "equal" or "uwl", got ${JSON.stringify((lossWeighting as { method: unknown }).method)}`,
+      );
+    }
+  }
+
+  private lossWeighting(): LossWeighting {
+    return this.options.adaptiveParams ?? { method: "equal" };
+  }
+
+  /** Builds the graphs and sessions and initialises the weights; fit() calls it when needed. */
+  async compile(): Promise<ModelProgram> {
+    if (this.program === undefined) {
+      const o = this.options.optimizerParams ?? {};
+      this.program = await ModelProgram.create(this.model, {
+        taskNames: this.taskNames,
+        lossWeighting: this.lossWeighting(),
+        optimizer: {
+          weightDecay: o.weightDecay ?? 1e-5,
+          decoupledWeightDecay: o.decoupledWeightDecay,
+          beta1: o.beta1,
+          beta2: o.beta2,
+          epsilon: o.epsilon,
+        },
+        seed: this.options.seed,
+        threads: this.options.threads,
+      });
+    }
+    return this.program;
+  }
+
+  /** Trains up to nEpoch epochs, stops after earlystopPatience epochs without improvement, and restores the best weights. */
+  async fit(train: DataLoader, val: DataLoader): Promise<EpochLog[]> {
+    const program = await this.compile();
+    const trainColumns = new ColumnMapping(this.model, train.dataset);
+    const lr = this.options.optimizerParams?.lr ?? 1e-3;
+    const task = this.options.earlystopTaskid;
+    const higherIsBetter = this.model.taskTypes[task] === "classification";
+    let best: { score: number; state: TrainingState } | undefined;
+    let sinceBest = 0;
+    if (this.options.modelPath) await mkdir(this.options.modelPath, { recursive: true });
+
+    for (let epoch = 0; epoch < this.options.nEpoch; epoch++) {
+      const started = performance.now();
+      const lossSums = new Float64Array(this.taskNames.length);
+      let steps = 0;
+      let rows = 0;
+      const bar = this.options.progress === false ? undefined : progressBar(`epoch ${epoch + 1}/${this.options.nEpoch}`, train.rows);
+      for (const batch of train.batches(epoch)) {
+        const result = await program.trainStep(trainColumns.apply(batch), lr);
+        if (!Number.isFinite(result.loss)) {
+          bar?.stop();
+          throw new Error(`training diverged: loss is ${result.loss} at epoch ${epoch + 1}, step ${steps + 1}; lower the learning rate`);
+        }
+        result.taskLosses.forEach((l, i) => (lossSums[i] += l));
+        steps++;
+        rows += batch.size;
+        bar?.update(rows, `loss ${result.loss.toFixed(4)}`);
+      }
+      bar?.stop();
+      const seconds = (performance.now() - started) / 1000;
+      const valMetric = await this.evaluate(val);
+      const score = valMetric[this.taskNames[task]];
+      const improved = best === undefined || (higherIsBetter ? score > best.score : score < best.score);
+      if (improved) {
+        best = { score, state: cloneState(program.state) };
+        sinceBest = 0;
+        if (this.options.modelPath) await this.saveCheckpoint(join(this.options.modelPath, CHECKPOINT_FILE));
+      } else {
+        sinceBest++;
+      }
+      const weights = program.lossWeights();
+      const log: EpochLog = {
+        epoch: epoch + 1,
+        trainLoss: Object.fromEntries(this.taskNames.map((name, i) => [name, lossSums[i] / Math.max(steps, 1)])),
+        valMetric,
+        lossWeights: weights && Object.fromEntries(this.taskNames.map((name, i) => [name, weights[i]])),
+        seconds,
+        samplesPerSecond: rows / seconds,
+        improved,
+      };
+      this.history.push(log);
+      this.options.onEpoch?.(log);
+      if (sinceBest >= this.options.earlystopPatience) break;
+    }
+    if (best !== undefined) program.state = best.state;
+    return this.history;
+  }
+
+  /** Returns each task's metric on a loader: AUC (exact, tie-aware) for classification, MSE for regression. */
+  async evaluate(loader: DataLoader): Promise<TaskScores> {
+    const predictions = await this.predict(loader);
+    const scores: TaskScores = {};
+    this.model.taskTypes.forEach((type, i) => {
+      const labels = loader.dataset.columnOf(loader.dataset.labels[i].column);
+      scores[this.taskNames[i]] = type === "classification" ? auc(labels, predictions[i]) : meanSquaredError(labels, predictions[i]);
+    });
+    return scores;
+  }
+
+  /** Scores every row of a loader, in the dataset's row order; one array per task. */
+  async predict(loader: DataLoader): Promise<Float32Array[]> {
+    const program = await this.compile();
+    const columns = new ColumnMapping(this.model, loader.dataset);
+    const outputs = this.taskNames.map(() => new Float32Array(loader.rows));
+    let offset = 0;
+    // Unshuffled batches keep the row order, so each batch's scores land at its offset.
+    for (const batch of loader.dataset.batches({ batchSize: loader.options.batchSize, shuffle: false })) {
+      const scores = await program.predict(columns.apply(batch));
+      scores.forEach((s, i) => outputs[i].set(s, offset));
+      offset += batch.size;
+    }
+    return outputs;
+  }
+
+  /** Writes the current weights and optimizer state to a safetensors file. */
+  async saveCheckpoint(path: string): Promise<void> {
+    const program = await this.compile();
+    await saveCheckpoint(path, stateToCheckpoint(program.state, this.model));
+  }
+
+  /** Loads weights and optimizer state written by saveCheckpoint, checking every shape. */
+  async loadCheckpoint(path: string): Promise<void> {
+    const program = await this.compile();
+    program.state = checkpointToState(await loadCheckpoint(path), program.state, this.model, path);
+  }
+
+  /** The program, once compiled: graphs, sessions and state. */
+  get compiled(): ModelProgram {
+    if (this.program === undefined) throw new Error("MTLTrainer: call fit() or compile() first");
+    return this.program;
+  }
+}
+
+export function stateToCheckpoint(state: TrainingState, model: MultiTaskModel): Checkpoint {
+  const tensors: Checkpoint["tensors"] = {
+    params: { shape: [state.params.length], data: state.params },
+    adam_m: { shape: [state.adamM.length], data: state.adamM },
+    adam_v: { shape: [state.adamV.length], data: state.adamV },
+    norm_state: { shape: [state.normState.length], data: state.normState },
+  };
+  sparseFeatures(model).forEach((f, k) => {
+    const shape = [f.vocabSize, f.embedDim];
+    tensors[`embedding.${f.name}`] = { shape, data: state.tables[k] };
+    tensors[`embedding.${f.name}.adam_m`] = { shape, data: state.tablesM[k] };
+    tensors[`embedding.${f.name}.adam_v`] = { shape, data: state.tablesV[k] };
+  });
+  return { tensors, metadata: { step: String(state.step), format: "onnxrec-checkpoint-1" } };
+}
+
+export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, model: MultiTaskModel, source: string): TrainingState {
+  const take = (name: string, expected: Float32Array): Float32Array => {
+    const t = checkpoint.tensors[name];
+    if (t === undefined) throw new Error(`${source}: tensor "${name}" is missing`);
+    if (t.data.length !== expected.length) {
+      throw new Error(`${source}: tensor "${name}" has ${t.data.length} values, the model needs ${expected.length}`);
+    }
+    return t.data;
+  };
+  const sparse = sparseFeatures(model);
+  const step = Number(checkpoint.metadata.step ?? "0");
+  return {
+    params: take("params", like.params),
+    adamM: take("adam_m", like.adamM),
+    adamV: take("adam_v", like.adamV),
+    normState: take("norm_state", like.normState),
+    tables: sparse.map((f, k) => take(`embedding.${f.name}`, like.tables[k])),
+    tablesM: sparse.map((f, k) => take(`embedding.${f.name}.adam_m`, like.tablesM[k])),
+    tablesV: sparse.map((f, k) => take(`embedding.${f.name}.adam_v`, like.tablesV[k])),
+    step: Number.isFinite(step) ? step : 0,
+  };
+}
