@@ -86,9 +86,9 @@ function concatenate(model: MultiTaskModel, sparse: Tensor[], dense: Tensor | nu
   return { byName, concatenated: op.concat(parts, 1), inputDim };
 }
 
-function denseInput(graph: Graph, model: MultiTaskModel): Tensor | null {
+function denseInput(graph: Graph, model: MultiTaskModel, dtype: "float32" | "float64" = "float32"): Tensor | null {
   const nDense = denseFeatures(model).length;
-  return nDense === 0 ? null : graph.input(io.dense, "float32", [BATCH, nDense]);
+  return nDense === 0 ? null : graph.input(io.dense, dtype, [BATCH, nDense]);
 }
 
 /** Looks up every sparse feature's column of sparse_ids [N, nSparse] in its table. */
@@ -104,6 +104,10 @@ export interface TrainingGraphOptions {
   optimizer: AdamOptions;
   /** Seed of the dropout nodes. */
   seed: number;
+  /** Element type of weights, features and labels. float64 serves gradient checks. Default float32. */
+  dtype?: "float32" | "float64";
+  /** Also output the flat gradient (`grad_params`) and each feature's row gradient (`grad_emb{k}_rows`). */
+  exposeGradients?: boolean;
 }
 
 export interface BuiltProgram {
@@ -116,23 +120,24 @@ export interface BuiltProgram {
 /** Builds the training step graph; see `io` for its inputs and outputs. */
 export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraphOptions): BuiltProgram {
   const graph = new Graph(`${model.kind}_train`);
-  const params = graph.input(io.params, "float32", ["P"]);
-  const adamM = graph.input(io.adamM, "float32", ["P"]);
-  const adamV = graph.input(io.adamV, "float32", ["P"]);
-  const normState = graph.input(io.normState, "float32", ["S"]);
-  const lr = graph.input(io.lr, "float32", []);
-  const step = graph.input(io.step, "float32", []);
+  const dtype = options.dtype ?? "float32";
+  const params = graph.input(io.params, dtype, ["P"]);
+  const adamM = graph.input(io.adamM, dtype, ["P"]);
+  const adamV = graph.input(io.adamV, dtype, ["P"]);
+  const normState = graph.input(io.normState, dtype, ["S"]);
+  const lr = graph.input(io.lr, dtype, []);
+  const step = graph.input(io.step, dtype, []);
   const sparse = sparseFeatures(model).map((f, k) => ({
-    rows: graph.input(io.rows(k), "float32", [`U${k}`, f.embedDim]),
-    m: graph.input(io.rowsM(k), "float32", [`U${k}`, f.embedDim]),
-    v: graph.input(io.rowsV(k), "float32", [`U${k}`, f.embedDim]),
+    rows: graph.input(io.rows(k), dtype, [`U${k}`, f.embedDim]),
+    m: graph.input(io.rowsM(k), dtype, [`U${k}`, f.embedDim]),
+    v: graph.input(io.rowsV(k), dtype, [`U${k}`, f.embedDim]),
     idx: graph.input(io.idx(k), "int32", [BATCH]),
     order: graph.input(io.order(k), "int32", [BATCH]),
     ends: graph.input(io.ends(k), "int32", [`U${k}`]),
   }));
-  const dense = denseInput(graph, model);
+  const dense = denseInput(graph, model, dtype);
   const nTask = model.taskTypes.length;
-  const labels = graph.input(io.labels, "float32", [BATCH, nTask]);
+  const labels = graph.input(io.labels, dtype, [BATCH, nTask]);
 
   const ctx = new ModelContext(graph, { mode: "train", inputs: { params, normState }, dropoutSeed: options.seed });
   const embedded = concatenate(
@@ -151,7 +156,7 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   const flatGradient = op.concat(
     ctx.parameters.map((spec, i) => {
       const g = gradients[i];
-      return g === null ? graph.constant("float32", [spec.size], new Array(spec.size).fill(0)) : op.reshape(g, [-1]);
+      return g === null ? graph.constant(dtype, [spec.size], new Array(spec.size).fill(0)) : op.reshape(g, [-1]);
     }),
     0,
   );
@@ -164,9 +169,11 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     [io.out(io.adamV)]: t.v,
     [io.out(io.normState)]: ctx.normUpdates.length > 0 ? op.concat(ctx.normUpdates, 0) : op.identity(normState),
   };
+  if (options.exposeGradients) result.grad_params = flatGradient;
   sparse.forEach((s, k) => {
     const g = gradients[ctx.parameters.length + k];
     if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);
+    if (options.exposeGradients) result[`grad_${io.rows(k)}`] = g;
     const updated = adamUpdate({ param: s.rows, m: s.m, v: s.v }, g, lr, step, options.optimizer);
     result[io.out(io.rows(k))] = updated.param;
     result[io.out(io.rowsM(k))] = updated.m;

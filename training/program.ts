@@ -46,7 +46,7 @@ export interface StepResult {
 }
 
 /** Gathers the distinct ids of one sparse column and lays out what the training graph's lookup needs. */
-class RowPlanner {
+export class RowPlanner {
   private readonly slot: Int32Array;
 
   constructor(

@@ -154,7 +154,7 @@ export class ModelContext {
       }
       const { y, mean, variance } = op.batchNormTraining(x, gamma, beta, this.normEpsilon);
       // PyTorch updates the running variance with the unbiased batch variance, n / (n - 1) times the biased one.
-      const n = op.cast(op.gather(op.shapeOf(x), this.graph.constant("int64", [], [0])), "float32");
+      const n = op.cast(op.gather(op.shapeOf(x), this.graph.constant("int64", [], [0])), x.dtype);
       const unbiased = op.mul(variance, op.div(n, op.sub(n, 1)));
       const m = this.normMomentum;
       const newMean = op.add(op.mul(runningMean, 1 - m), op.mul(op.reshape(mean, [channels]), m));

@@ -1,18 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { DenseFeature, SparseFeature } from "../../../graph/models/features.js";
 import { PLE } from "../../../graph/models/ple.js";
 import { buildEvalGraph, sparseFeatures } from "../../../graph/programs.js";
-
-/** The five features of the reference's parameter-count examples. */
-export function referenceFeatures() {
-  return [
-    new SparseFeature("a", { vocabSize: 10, embedDim: 16 }),
-    new SparseFeature("b", { vocabSize: 100, embedDim: 16 }),
-    new SparseFeature("c", { vocabSize: 1000, embedDim: 8 }),
-    new DenseFeature("x"),
-    new DenseFeature("y"),
-  ];
-}
+import { referenceFeatures } from "../../fixtures/features.js";
 
 function parameterCount(model: PLE): number {
   const { ctx } = buildEvalGraph(model, model.taskTypes.map((_, i) => `task${i}`));
