@@ -1,0 +1,152 @@
+/**
+ * The JSON config that drives `onnxrec prepare` and `onnxrec train`: data,
+ * features, labels, model and trainer. Paths are relative to the config file.
+ */
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import { MODEL_KINDS } from "../graph/models/index.js";
+import { type FeatureSpec, type LabelSpec, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
+
+const ratio = z.number().min(0).max(1);
+
+const dataSchema = z
+  .object({
+    train: z.string().optional().describe("CSV of the training split, or the file to split"),
+    val: z.string().optional(),
+    test: z.string().optional(),
+    csv: z.string().optional().describe("one CSV to split by `split`"),
+    split: z.tuple([ratio, ratio, ratio]).optional(),
+    seed: z.number().int().optional(),
+    preparedDir: z.string().describe("folder for the Arrow files and dataset.json"),
+  })
+  .strict()
+  .refine((d) => (d.csv === undefined) !== (d.train === undefined), {
+    message: 'give either "csv" (one file to split) or "train" (with optional "val" and "test"), not both',
+  });
+
+const trainerSchema = z
+  .object({
+    batchSize: z.number().int().positive().default(2048),
+    evalBatchSize: z.number().int().positive().optional(),
+    nEpoch: z.number().int().positive().default(10),
+    earlystopTaskid: z.number().int().min(0).default(0),
+    earlystopPatience: z.number().int().positive().default(2),
+    seed: z.number().int().default(2022),
+    threads: z.number().int().positive().optional(),
+    optimizerParams: z
+      .object({
+        lr: z.number().positive().default(1e-3),
+        weightDecay: z.number().min(0).default(1e-5),
+        decoupledWeightDecay: z.boolean().optional(),
+      })
+      .strict()
+      .default({ lr: 1e-3, weightDecay: 1e-5 }),
+    adaptiveParams: z
+      .discriminatedUnion("method", [
+        z.object({ method: z.literal("equal") }).strict(),
+        z.object({ method: z.literal("uwl"), clamp: z.boolean().optional() }).strict(),
+      ])
+      .default({ method: "equal" }),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    data: dataSchema,
+    features: z.array(z.unknown()).min(1),
+    labels: z.array(z.unknown()).min(1),
+    extraColumns: z.array(z.string()).optional(),
+    oracle: z.record(z.string(), z.string()).optional().describe("task name -> extra column holding the true probability"),
+    model: z.looseObject({ kind: z.enum(MODEL_KINDS as [string, ...string[]]) }),
+    trainer: trainerSchema.default(trainerSchema.parse({})),
+    modelDir: z.string(),
+  })
+  .strict();
+
+export type TrainerConfig = z.infer<typeof trainerSchema>;
+
+export interface Config {
+  path: string;
+  data: z.infer<typeof dataSchema>;
+  features: FeatureSpec[];
+  labels: LabelSpec[];
+  extraColumns: string[];
+  oracle: Record<string, string>;
+  model: { kind: string } & Record<string, unknown>;
+  trainer: TrainerConfig;
+  modelDir: string;
+  /** The config as written in the file. */
+  raw: unknown;
+}
+
+/** Thrown for a config that fails validation; the message lists every problem with its JSON path. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.length > 0 ? issue.path.join(".") : "(root)";
+      return `  ${path}: ${issue.message}`;
+    })
+    .join("\n");
+}
+
+/** Validates a parsed config; `path` names it in errors and anchors relative paths. */
+export function parseConfig(raw: unknown, path: string): Config {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(`invalid config ${path}:\n${formatIssues(result.error)}`);
+  const c = result.data;
+  let features: FeatureSpec[];
+  let labels: LabelSpec[];
+  try {
+    features = parseFeatureSpecs(c.features);
+    labels = parseLabelSpecs(c.labels);
+  } catch (error) {
+    throw new ConfigError(`invalid config ${path}: ${(error as Error).message}`);
+  }
+  if (c.trainer.earlystopTaskid >= labels.length) {
+    throw new ConfigError(
+      `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but there are ${labels.length} tasks`,
+    );
+  }
+  const tasks = labels.map((l) => l.task);
+  for (const [task, column] of Object.entries(c.oracle ?? {})) {
+    if (!tasks.includes(task)) throw new ConfigError(`invalid config ${path}: oracle names task "${task}", not one of ${tasks.join(", ")}`);
+    if (!(c.extraColumns ?? []).includes(column)) {
+      throw new ConfigError(`invalid config ${path}: oracle column "${column}" for task "${task}" is not in extraColumns`);
+    }
+  }
+  const base = dirname(resolve(path));
+  const at = (p: string | undefined) => (p === undefined ? undefined : resolve(base, p));
+  return {
+    path,
+    data: { ...c.data, train: at(c.data.train), val: at(c.data.val), test: at(c.data.test), csv: at(c.data.csv), preparedDir: at(c.data.preparedDir)! },
+    features,
+    labels,
+    extraColumns: c.extraColumns ?? [],
+    oracle: c.oracle ?? {},
+    model: c.model,
+    trainer: c.trainer,
+    modelDir: at(c.modelDir)!,
+    raw,
+  };
+}
+
+export async function readConfig(path: string): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`config ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}

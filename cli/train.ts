@@ -1,0 +1,192 @@
+/**
+ * The work behind `onnxrec prepare`, `onnxrec train` and `onnxrec evaluate`,
+ * as functions the demo and tests call too.
+ */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createModel } from "../graph/models/index.js";
+import { Session, tensor } from "../runtime/node.js";
+import { ArrowDataset, DATASET_FILE, type DatasetJSON, prepareData, readDatasetInfo } from "../training/data.js";
+import { DataLoader } from "../training/loader.js";
+import { auc, meanSquaredError } from "../training/metrics.js";
+import { featuresFromEncoder, loadModelDir, type ModelJSON, saveModelDir } from "../training/model-dir.js";
+import { interleave } from "../training/program.js";
+import { progressBar } from "../training/progress.js";
+import { type EpochLog, MTLTrainer, type TaskScores } from "../training/trainer.js";
+import type { Config } from "./config.js";
+
+export type Log = (line: string) => void;
+
+/** Converts the CSV input of a config to Arrow files in data.preparedDir. */
+export async function runPrepare(config: Config, log: Log) {
+  const { data } = config;
+  const source = data.csv !== undefined ? { csv: data.csv } : { train: data.train!, val: data.val, test: data.test };
+  let bar: ReturnType<typeof progressBar> | undefined;
+  const started = performance.now();
+  const result = await prepareData({
+    source,
+    split: data.split,
+    seed: data.seed,
+    features: config.features,
+    labels: config.labels,
+    extraColumns: config.extraColumns,
+    outDir: data.preparedDir,
+    onProgress: (rows, info) => {
+      bar ??= progressBar("prepare", info.bytesTotal, { unit: "bytes" });
+      bar.update(info.bytesRead, `${rows.toLocaleString("en-US")} rows`);
+    },
+  });
+  bar?.stop();
+  const { train, val, test } = result.rows;
+  const seconds = ((performance.now() - started) / 1000).toFixed(1);
+  log(`prepared ${train} train, ${val} val, ${test} test rows in ${seconds}s -> ${data.preparedDir}`);
+  return result;
+}
+
+/** True when the prepared folder was made from the same features, labels, extra columns and split as the config. */
+async function preparedMatches(config: Config): Promise<boolean> {
+  const path = join(config.data.preparedDir, DATASET_FILE);
+  if (!existsSync(path)) return false;
+  const stored = JSON.parse(await readFile(path, "utf8")) as DatasetJSON;
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  return (
+    same(stored.features, config.features) &&
+    same(stored.labels, config.labels) &&
+    same(stored.extraColumns, config.extraColumns) &&
+    same(stored.seed, config.data.seed ?? 0)
+  );
+}
+
+function formatScores(scores: TaskScores): string {
+  return Object.entries(scores)
+    .map(([task, value]) => `${task} ${value.toFixed(4)}`)
+    .join(", ");
+}
+
+export interface TrainSummary {
+  modelDir: string;
+  json: ModelJSON;
+  history: EpochLog[];
+}
+
+/** Prepares the data when needed, trains, evaluates on val and test, and writes the model directory. */
+export async function runTrain(config: Config, log: Log, options: { progress?: boolean } = {}): Promise<TrainSummary> {
+  if (!(await preparedMatches(config))) await runPrepare(config, log);
+  const info = await readDatasetInfo(config.data.preparedDir);
+  const open = (split: string) => ArrowDataset.open(join(config.data.preparedDir, `${split}.arrow`));
+  const [train, val, test] = await Promise.all([open("train"), open("val"), open("test")]);
+  const { kind, ...modelOptions } = config.model;
+  const taskTypes = config.labels.map((l) => l.type);
+  const model = createModel(kind, featuresFromEncoder(info.encoder), { ...modelOptions, taskTypes });
+  const t = config.trainer;
+  const taskNames = config.labels.map((l) => l.task);
+  const trainer = new MTLTrainer(model, {
+    optimizerParams: t.optimizerParams,
+    adaptiveParams: t.adaptiveParams,
+    nEpoch: t.nEpoch,
+    earlystopTaskid: t.earlystopTaskid,
+    earlystopPatience: t.earlystopPatience,
+    modelPath: config.modelDir,
+    seed: t.seed,
+    threads: t.threads,
+    taskNames,
+    progress: options.progress,
+    onEpoch: (e) =>
+      log(
+        `epoch ${e.epoch}: train loss ${formatScores(e.trainLoss)} | val ${formatScores(e.valMetric)}` +
+          `${e.lossWeights ? ` | uwl weights ${formatScores(e.lossWeights)}` : ""}` +
+          ` | ${Math.round(e.samplesPerSecond).toLocaleString("en-US")} samples/s${e.improved ? " *" : ""}`,
+      ),
+  });
+  const program = await trainer.compile();
+  log(`${kind} with ${program.parameterCount.toLocaleString("en-US")} parameters; training on ${train.length.toLocaleString("en-US")} rows`);
+  const evalBatch = t.evalBatchSize ?? 8192;
+  await trainer.fit(
+    new DataLoader(train, { batchSize: t.batchSize, shuffle: true, seed: t.seed }),
+    new DataLoader(val, { batchSize: evalBatch }),
+  );
+  const valScores = await trainer.evaluate(new DataLoader(val, { batchSize: evalBatch }));
+  const testScores = await trainer.evaluate(new DataLoader(test, { batchSize: evalBatch }));
+  const metricName = (task: number) => (taskTypes[task] === "classification" ? "auc" : "mse");
+  const byMetric = (scores: TaskScores) => {
+    const out: Record<string, TaskScores> = {};
+    taskNames.forEach((name, i) => ((out[metricName(i)] ??= {})[name] = scores[name]));
+    return out;
+  };
+  const oracleAuc: TaskScores = {};
+  for (const [task, column] of Object.entries(config.oracle)) {
+    const label = config.labels.find((l) => l.task === task)!;
+    oracleAuc[task] = auc(test.columnOf(label.column), test.columnOf(column));
+  }
+  const history = trainer.history;
+  const trainSamplesPerSecond = history.reduce((a, e) => a + e.samplesPerSecond, 0) / Math.max(history.length, 1);
+  const json = await saveModelDir(config.modelDir, {
+    trainer,
+    encoder: info.encoder,
+    labels: config.labels,
+    config: config.raw,
+    metrics: {
+      val: byMetric(valScores),
+      test: byMetric(testScores),
+      ...(Object.keys(oracleAuc).length > 0 ? { oracleAuc } : {}),
+      history,
+      trainSamplesPerSecond,
+    },
+  });
+  await program.release();
+  log("");
+  log("task      metric   val      test     oracle   test - oracle");
+  taskNames.forEach((name, i) => {
+    const oracle = oracleAuc[name];
+    const cells = [
+      name.padEnd(9),
+      metricName(i).padEnd(8),
+      valScores[name].toFixed(4).padEnd(8),
+      testScores[name].toFixed(4).padEnd(8),
+      (oracle === undefined ? "-" : oracle.toFixed(4)).padEnd(8),
+      oracle === undefined ? "-" : (testScores[name] - oracle).toFixed(4),
+    ];
+    log(cells.join(" "));
+  });
+  log(`model written to ${config.modelDir}`);
+  return { modelDir: config.modelDir, json, history };
+}
+
+/**
+ * Scores a prepared split with a model directory's inference.onnx and
+ * returns each task's metric. The split must have been prepared with the
+ * model's vocabularies (the same dataset.json encoder).
+ */
+export async function runEvaluate(modelDir: string, preparedDir: string, split: string, log: Log): Promise<TaskScores> {
+  const loaded = await loadModelDir(modelDir);
+  const info = await readDatasetInfo(preparedDir);
+  if (JSON.stringify(info.encoder.toJSON()) !== JSON.stringify(loaded.encoder.toJSON())) {
+    throw new Error(
+      `${preparedDir} was prepared with other vocabularies than ${modelDir}; evaluate on data prepared for this model`,
+    );
+  }
+  const dataset = await ArrowDataset.open(join(preparedDir, `${split}.arrow`));
+  const session = await Session.create(loaded.inferencePath, `${modelDir} inference`);
+  const tasks = loaded.json.tasks;
+  const scores = tasks.map(() => new Float32Array(dataset.length));
+  let offset = 0;
+  const nSparse = dataset.sparseNames.length;
+  const nDense = dataset.denseNames.length;
+  for (const batch of dataset.batches({ batchSize: 8192 })) {
+    const feeds: Record<string, ReturnType<typeof tensor>> = {};
+    if (nSparse > 0) feeds.sparse_ids = tensor(interleave(batch.sparse, batch.size, (n) => new Int32Array(n)), [batch.size, nSparse]);
+    if (nDense > 0) feeds.dense = tensor(batch.dense, [batch.size, nDense]);
+    const out = await session.run(feeds);
+    tasks.forEach((t, i) => scores[i].set(out[t.name].data as Float32Array, offset));
+    offset += batch.size;
+  }
+  await session.release();
+  const result: TaskScores = {};
+  tasks.forEach((t, i) => {
+    const labels = dataset.columnOf(t.label);
+    result[t.name] = t.type === "classification" ? auc(labels, scores[i]) : meanSquaredError(labels, scores[i]);
+    log(`${t.name}: ${t.type === "classification" ? "AUC" : "MSE"} ${result[t.name].toFixed(4)} on ${dataset.length} ${split} rows`);
+  });
+  return result;
+}
