@@ -72,7 +72,10 @@ export function decodeSafetensors(bytes: Uint8Array, source = "checkpoint"): Che
     if (!(begin >= 0 && end >= begin && dataStart + end <= bytes.length && (end - begin) % 4 === 0)) {
       throw new Error(`${source}: tensor "${name}" has byte range [${begin}, ${end}) outside the file`);
     }
-    const data = new Float32Array(bytes.slice(dataStart + begin, dataStart + end).buffer);
+    // Copy into a fresh buffer: a Node Buffer's slice() is a view into a shared pool, not a copy.
+    const copy = new Uint8Array(end - begin);
+    copy.set(bytes.subarray(dataStart + begin, dataStart + end));
+    const data = new Float32Array(copy.buffer);
     tensors[name] = { shape: info.shape, data };
   }
   return { tensors, metadata };

@@ -3,9 +3,9 @@
  * from primitives with a fused gradient.
  */
 import { type Tensor, GraphError, attr, expectDType, normaliseAxis } from "../builder.js";
-import { add, cast, mul, reciprocal, sqrt, sub } from "./elementwise.js";
+import { add, cast, div, mul, reciprocal, sqrt, sub, where } from "./elementwise.js";
 import { defineGradient } from "./registry.js";
-import { reduceMean, reduceSum } from "./shape.js";
+import { gather, reduceMean, reduceSum, reshape, shapeOf } from "./shape.js";
 
 /** Softmax along one axis (opset 13 and later: a single axis, not "flatten from here"). */
 export function softmax(x: Tensor, axis = -1): Tensor {
@@ -72,7 +72,7 @@ defineGradient("Dropout", (node, [dy]) => {
   const keep = x.graph.initializers.find((i) => i.tensor === ratio)?.data;
   if (keep === undefined) throw new GraphError("Dropout: gradient needs a constant ratio");
   const scale = 1 / (1 - Number(keep[0]));
-  return [mul(mul(dy!, cast(mask, dy!.dtype)), scale), null, null];
+  return [where(mask, mul(dy!, scale), 0), null, null];
 });
 
 export interface BatchNormResult {
@@ -86,9 +86,10 @@ export interface BatchNormResult {
 
 /**
  * Batch normalisation over axis 0 of x [N, C] with batch statistics, as in
- * training mode. The backward pass is one fused rule that reuses the forward's
- * normalised values and 1/sigma:
- *   dx = (1/sigma) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * gamma.
+ * training mode. The backward pass is one fused rule on the forward's centred
+ * values c = x - mean and s = 1/sigma:
+ *   dbeta = sum(dy), dgamma = s * sum(dy * c),
+ *   dx = gamma * s * (dy - dbeta / N - c * s * dgamma / N).
  */
 export function batchNormTraining(x: Tensor, gamma: Tensor, beta: Tensor, epsilon: number): BatchNormResult {
   if (x.rank !== 2) throw new GraphError(`batchNormTraining: x must be [N, C], got ${x}`);
@@ -96,22 +97,29 @@ export function batchNormTraining(x: Tensor, gamma: Tensor, beta: Tensor, epsilo
   const centred = sub(x, mean);
   const variance = reduceMean(mul(centred, centred), [0], true);
   const invStd = reciprocal(sqrt(add(variance, epsilon)));
-  const xhat = mul(centred, invStd);
-  const scaled = mul(xhat, gamma);
-  const y = add(scaled, beta);
+  const y = add(mul(centred, mul(invStd, gamma)), beta);
   y.producer!.customGradient = {
     inputs: [x, gamma, beta],
     rule: ([dy], needs) => {
-      const dxhat = mul(dy!, gamma);
-      const dx = needs[0]
-        ? mul(invStd, sub(sub(dxhat, reduceMean(dxhat, [0], true)), mul(xhat, reduceMean(mul(dxhat, xhat), [0], true))))
-        : null;
-      const dgamma = needs[1] ? reduceSum(mul(dy!, xhat), [0], gamma.rank === 2) : null;
-      const dbeta = needs[2] ? reduceSum(dy!, [0], beta.rank === 2) : null;
+      const sumDy = reduceSum(dy!, [0], true);
+      const sumDyCentred = reduceSum(mul(dy!, centred), [0], true);
+      const dgamma = needs[1] ? reshapeLike(mul(sumDyCentred, invStd), gamma) : null;
+      const dbeta = needs[2] ? reshapeLike(sumDy, beta) : null;
+      let dx: Tensor | null = null;
+      if (needs[0]) {
+        const count = cast(gather(shapeOf(x), x.graph.constant("int64", [], [0])), x.dtype);
+        const meanDy = div(sumDy, count);
+        const slope = div(mul(sumDyCentred, mul(invStd, invStd)), count);
+        dx = mul(sub(sub(dy!, meanDy), mul(centred, slope)), mul(invStd, gamma));
+      }
       return [dx, dgamma, dbeta];
     },
   };
   return { y, mean, variance };
+}
+
+function reshapeLike(t: Tensor, like: Tensor): Tensor {
+  return like.rank === 2 ? t : reshape(t, like.shape as number[]);
 }
 
 /** Batch normalisation with fixed statistics, as in inference mode. */

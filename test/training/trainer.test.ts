@@ -28,3 +28,65 @@ describe("MTLTrainer on the Ali-CCP sample", () => {
     }
   });
 });
+
+describe("MTLTrainer runs", () => {
+  async function fitSample(seed: number, options: { nEpoch?: number; patience?: number; modelPath?: string } = {}) {
+    const { prepareSample } = await import("../fixtures/aliccp.js");
+    const { PLE } = await import("../../graph/models/ple.js");
+    const { ArrowDataset } = await import("../../training/data.js");
+    const { DataLoader } = await import("../../training/loader.js");
+    const { featuresFromEncoder } = await import("../../training/model-dir.js");
+    const { MTLTrainer } = await import("../../training/trainer.js");
+    const prepared = await prepareSample();
+    const model = new PLE({
+      features: featuresFromEncoder(prepared.encoder),
+      taskTypes: ["classification", "classification"],
+      nLevel: 1,
+      nExpertSpecific: 1,
+      nExpertShared: 1,
+      expertParams: { dims: [8], dropout: 0.3 },
+      towerParamsList: [{ dims: [4] }, { dims: [4] }],
+    });
+    const trainer = new MTLTrainer(model, {
+      nEpoch: options.nEpoch ?? 2,
+      earlystopPatience: options.patience ?? 10,
+      optimizerParams: { lr: 0.01 },
+      modelPath: options.modelPath,
+      progress: false,
+      seed,
+      taskNames: ["ctr", "cvr"],
+    });
+    const train = await ArrowDataset.open(join(prepared.outDir, "train.arrow"));
+    const val = await ArrowDataset.open(join(prepared.outDir, "val.arrow"));
+    const valLoader = new DataLoader(val, { batchSize: 64 });
+    await trainer.fit(new DataLoader(train, { batchSize: 16, shuffle: true, seed: 5 }), valLoader);
+    return { trainer, valLoader };
+  }
+
+  it("repeats the same weights from the same seed", async () => {
+    const a = await fitSample(11);
+    const b = await fitSample(11);
+    const c = await fitSample(12);
+    expect(Array.from(a.trainer.compiled.state.params)).toEqual(Array.from(b.trainer.compiled.state.params));
+    expect(Array.from(a.trainer.compiled.state.tables[9])).toEqual(Array.from(b.trainer.compiled.state.tables[9]));
+    expect(Array.from(a.trainer.compiled.state.params)).not.toEqual(Array.from(c.trainer.compiled.state.params));
+  });
+
+  it("stops early and restores the best epoch's weights", async () => {
+    const { temporaryDir } = await import("../fixtures/aliccp.js");
+    const modelPath = await temporaryDir("onnxrec-best-");
+    const { trainer, valLoader } = await fitSample(3, { nEpoch: 12, patience: 2, modelPath });
+    const history = trainer.history;
+    const bestIndex = history.reduce((best, e, i) => (e.valMetric.ctr > history[best].valMetric.ctr ? i : best), 0);
+    // Training stops exactly `patience` epochs after the best one, unless it reached nEpoch.
+    if (history.length < 12) expect(history.length).toBe(bestIndex + 1 + 2);
+    const restored = await trainer.evaluate(valLoader);
+    expect(restored.ctr).toBe(history[bestIndex].valMetric.ctr);
+    expect(restored.cvr).toBe(history[bestIndex].valMetric.cvr);
+
+    // The checkpoint written at the best epoch loads back into the same weights.
+    const saved = Array.from(trainer.compiled.state.params);
+    await trainer.loadCheckpoint(join(modelPath, "checkpoint.safetensors"));
+    expect(Array.from(trainer.compiled.state.params)).toEqual(saved);
+  });
+});

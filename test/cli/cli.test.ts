@@ -1,0 +1,97 @@
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../cli/config.js";
+import { runEvaluate, runTrain } from "../../cli/train.js";
+import { FEATURES, LABELS, SAMPLE_DIR, temporaryDir } from "../fixtures/aliccp.js";
+
+const run = promisify(execFile);
+const BIN = new URL("../../bin/onnxrec.js", import.meta.url).pathname;
+
+function sampleConfig(dir: string) {
+  return {
+    data: {
+      train: join(SAMPLE_DIR, "ali_ccp_train_sample.csv"),
+      val: join(SAMPLE_DIR, "ali_ccp_val_sample.csv"),
+      test: join(SAMPLE_DIR, "ali_ccp_test_sample.csv"),
+      preparedDir: join(dir, "prepared"),
+    },
+    features: FEATURES,
+    labels: LABELS,
+    model: {
+      kind: "ple",
+      nLevel: 1,
+      nExpertSpecific: 1,
+      nExpertShared: 1,
+      expertParams: { dims: [8] },
+      towerParamsList: [{ dims: [4] }, { dims: [4] }],
+    },
+    trainer: { batchSize: 32, nEpoch: 2, adaptiveParams: { method: "uwl" } },
+    modelDir: join(dir, "model"),
+  };
+}
+
+describe("config validation", () => {
+  it("names the path of every invalid field", () => {
+    const config = sampleConfig("/tmp/x") as Record<string, unknown>;
+    const bad = { ...config, trainer: { batchSize: -1, nEpoch: "ten" }, extra: 1 };
+    expect(() => parseConfig(bad, "c.json")).toThrow(ConfigError);
+    expect(() => parseConfig(bad, "c.json")).toThrow(/trainer\.batchSize/);
+    expect(() => parseConfig(bad, "c.json")).toThrow(/trainer\.nEpoch/);
+    expect(() => parseConfig(bad, "c.json")).toThrow(/extra/);
+  });
+
+  it("rejects an unknown model kind", () => {
+    const config = { ...sampleConfig("/tmp/x"), model: { kind: "dcn" } };
+    expect(() => parseConfig(config, "c.json")).toThrow(/model\.kind/);
+  });
+
+  it("rejects an early-stopping task that does not exist", () => {
+    const config = { ...sampleConfig("/tmp/x"), trainer: { earlystopTaskid: 2 } };
+    expect(() => parseConfig(config, "c.json")).toThrow(/earlystopTaskid is 2, but there are 2 tasks/);
+  });
+});
+
+describe("onnxrec train and evaluate", () => {
+  it("train writes a model directory that evaluate scores", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const config = parseConfig(sampleConfig(dir), join(dir, "config.json"));
+    const lines: string[] = [];
+    const summary = await runTrain(config, (line) => lines.push(line), { progress: false });
+    const json = JSON.parse(await readFile(join(dir, "model", "model.json"), "utf8"));
+    expect(Object.keys(json.metrics.test.auc)).toEqual(["ctr", "cvr"]);
+    expect(Object.keys(json.metrics.val.auc)).toEqual(["ctr", "cvr"]);
+    expect(summary.history.length).toBeGreaterThan(0);
+    expect(lines.some((line) => line.startsWith("ctr "))).toBe(true);
+
+    const scores = await runEvaluate(join(dir, "model"), join(dir, "prepared"), "test", () => {});
+    expect(scores.ctr).toBeCloseTo(json.metrics.test.auc.ctr, 5);
+    expect(scores.cvr).toBeCloseTo(json.metrics.test.auc.cvr, 5);
+  });
+
+  it("reports an invalid config and exits with status 1", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const path = join(dir, "config.json");
+    await writeFile(path, JSON.stringify({ ...sampleConfig(dir), labels: [] }));
+    const error = await run("node", [BIN, "prepare", "-c", path]).catch((e) => e);
+    expect(error.code).toBe(1);
+    expect(error.stderr).toMatch(/onnxrec: invalid config .*config\.json/);
+    expect(error.stderr).toMatch(/labels/);
+  });
+
+  it("reports a CSV missing a configured column", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const csv = join(dir, "data.csv");
+    const original = await readFile(join(SAMPLE_DIR, "ali_ccp_train_sample.csv"), "utf8");
+    await writeFile(csv, original.replace(/^click,purchase,101,/, "click,purchase,user,"));
+    const config = { ...sampleConfig(dir), data: { csv, preparedDir: join(dir, "prepared") } };
+    const path = join(dir, "config.json");
+    await writeFile(path, JSON.stringify(config));
+    const error = await run("node", [BIN, "prepare", "-c", path]).catch((e) => e);
+    expect(error.code).toBe(1);
+    expect(error.stderr).toMatch(/101/);
+    expect(error.stderr).toMatch(/data\.csv/);
+  });
+});
