@@ -252,7 +252,7 @@ export class ModelProgram {
     return this.options.taskNames.map((name) => out[name].data as Float32Array);
   }
 
-  /** The standalone inference model with the current weights inside. */
+  /** Builds the standalone inference model with the current weights inside. */
   inferenceModel(metadata: Record<string, string> = {}): Uint8Array {
     const s = this.state;
     const built = buildInferenceGraph(this.model, this.options.taskNames, { params: s.params, normState: s.normState }, s.tables);

@@ -3,10 +3,11 @@
  *
  *   npm run example:ple-aliccp -- --data <folder with ali_ccp_{train,val,test}_sample.csv>
  *
- * The steps: declare the columns, convert the CSVs to Arrow (vocabularies are
- * built on the training file), declare the model's features from the
- * vocabulary sizes, fit with early stopping on the CTR task, report the test
- * AUC of each task, and write a model directory that `onnxrec serve` loads.
+ * The steps: declare the columns, then convert the CSVs to Arrow, with
+ * vocabularies built on the training file. Declare the model's features from
+ * the vocabulary sizes and fit with early stopping on the CTR task. Last,
+ * report each task's test AUC and write a model directory that `onnxrec
+ * serve` loads.
  */
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -21,7 +22,7 @@ import { MTLTrainer, type TaskScores } from "../../training/trainer.js";
 export interface TutorialOptions {
   /** Folder with ali_ccp_train_sample.csv, ali_ccp_val_sample.csv and ali_ccp_test_sample.csv. */
   dataDir: string;
-  /** Where the Arrow files and the model directory go. */
+  /** Folder for the Arrow files and the model directory. */
   workDir: string;
   nEpoch?: number;
   log?: (line: string) => void;

@@ -14,7 +14,7 @@ import type { Init } from "../random.js";
 
 export type BuildMode = "train" | "eval" | "infer";
 
-/** Where parameters regularised as embeddings or as dense weights, or not at all (norm scales, loss weights). */
+/** Kind of a parameter, which decides its regularisation: dense weights, biases, norm scales and shifts, loss weights. */
 export type ParameterGroup = "dense" | "bias" | "norm" | "loss";
 
 export interface ParameterSpec {

@@ -80,7 +80,7 @@ export function checkMlpParams(path: string, params: MlpParams): void {
   }
 }
 
-/** The MLP's layers; with `outputLayer` a final Linear(*, 1) gives one raw output per row, shape [N, 1]. */
+/** Builds the MLP's layers. With `outputLayer`, a final Linear(*, 1) gives one raw output per row, shape [N, 1]. */
 export function mlp(
   ctx: ModelContext,
   name: string,
@@ -106,7 +106,7 @@ export function mlp(
   });
 }
 
-/** A gate: one MLP layer with softmax, giving weights over `nExpert` experts, shape [N, nExpert]. */
+/** Builds a gate: one MLP layer with softmax, giving weights over `nExpert` experts, shape [N, nExpert]. */
 export function gate(ctx: ModelContext, name: string, x: Tensor, inDim: number, nExpert: number): Tensor {
   return mlp(ctx, name, x, inDim, { dims: [nExpert], activation: "softmax" }, false);
 }
