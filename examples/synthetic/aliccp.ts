@@ -10,14 +10,15 @@
  * - Each user has fixed profile fields: segment 121, group 122 (gender x age
  *   level), gender 124, age level 125, consumption level 126, shopping level
  *   127, occupation 128 and city level 129. Each item has a category 206, a
- *   brand 216 of that category, a shop 207 (often the brand's flagship shop)
- *   and an intention node 210, a subdivision of the category.
+ *   brand 216 of that category, a shop 207 (for half of the items the
+ *   brand's flagship shop) and an intention node 210, a subdivision of the
+ *   category.
  * - Most users have a 14-day history of categories, brands, shops and
  *   intention nodes. Their top history values are 109_14, 127_14, 110_14 and
  *   150_14, and their activity levels are D109_14, D127_14, D110_14 and
- *   D150_14. History categories follow the user's taste plus a hidden
- *   per-user part. About a third of impressions show an item from the user's
- *   history categories or brands, as a recommender would.
+ *   D150_14. History categories follow the user's taste plus a hidden offset,
+ *   one of 8 per group. About a third of impressions show an item from the
+ *   user's history categories or brands, as a recommender would.
  * - When the item's category, shop, brand or intention node is in the user's
  *   history, the combination columns 508, 509, 702 and 853 hold it and D508,
  *   D509, D702 and D853 hold the strength of that history entry. Otherwise
@@ -35,19 +36,20 @@
  *   level 126. Per-id effects exist only for the few users, items, brands and
  *   shops expected in at least 0.2% of rows.
  * - The purchase-given-click log-odds share drivers with clicks: half the
- *   category bias, most of the brand bias, the scene, a smaller affinity and
- *   a larger price fit. They add their own: a brand match (702, D702), a shop
- *   match (509, D509), a saturating effect of brand activity D127_14, and
- *   shopping level and age effects.
+ *   category bias, 0.8 of the brand bias, the scene, a little of the category
+ *   match, a smaller affinity and a larger price fit. They add their own: a
+ *   brand match (702, D702), a shop match (509, D509), a saturating effect of
+ *   brand activity D127_14, and shopping level and age effects.
  * - The intercepts are fitted on a pilot sample so that about 9.5% of rows
  *   are clicked and 9% of clicks are purchased.
  * - p_click is the click probability and p_purchase = p_click * P(buy | click)
  *   is the unconditional purchase probability. The labels are drawn from them.
  *
  * Most of the signal sits on small and medium vocabularies and on the dense
- * columns, because an embedding model trained on about 140,000 rows cannot
- * learn effects of rare ids or sparse-by-sparse interactions well.
- * Everything is a deterministic function of the seed.
+ * columns, so that an embedding model trained on about 140,000 rows can
+ * learn most of it. Such models learn effects of rare ids and
+ * sparse-by-sparse interactions poorly. Everything is a deterministic
+ * function of the seed.
  */
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm } from "node:fs/promises";
