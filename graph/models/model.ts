@@ -1,6 +1,7 @@
 /** What every multi-task model provides to the program that builds its graphs. */
 import type { Tensor } from "../builder.js";
 import type { ModelContext } from "../layers/context.js";
+import { type MlpParams, checkMlpParams } from "../layers/mlp.js";
 import type { Feature } from "./features.js";
 
 export type TaskType = "classification" | "regression";
@@ -41,4 +42,13 @@ export function checkPositiveInteger(path: string, value: unknown, min = 1): voi
   if (!Number.isInteger(value) || (value as number) < min) {
     throw new RangeError(`${path} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
   }
+}
+
+/** Checks that there is one tower per task and that each tower's MLP parameters are valid. */
+export function checkTowers(model: string, towers: unknown, nTask: number): asserts towers is MlpParams[] {
+  if (!Array.isArray(towers) || towers.length !== nTask) {
+    const got = Array.isArray(towers) ? towers.length : JSON.stringify(towers);
+    throw new RangeError(`${model}: towerParamsList needs one entry per task (${nTask}), got ${got}`);
+  }
+  towers.forEach((p, i) => checkMlpParams(`${model}: towerParamsList[${i}]`, p));
 }

@@ -11,7 +11,14 @@ import type { Tensor } from "../builder.js";
 import type { ModelContext } from "../layers/context.js";
 import { type MlpParams, checkMlpParams, gate, mixExperts, mlp } from "../layers/mlp.js";
 import type { Feature } from "./features.js";
-import { type EmbeddedInput, type MultiTaskModel, type TaskType, checkPositiveInteger, checkTaskTypes } from "./model.js";
+import {
+  type EmbeddedInput,
+  type MultiTaskModel,
+  type TaskType,
+  checkPositiveInteger,
+  checkTaskTypes,
+  checkTowers,
+} from "./model.js";
 
 export interface PleOptions {
   features: Feature[];
@@ -43,12 +50,7 @@ export class PLE implements MultiTaskModel {
       throw new RangeError("PLE: nExpertSpecific + nExpertShared must be at least 1, got 0");
     }
     checkMlpParams("PLE: expertParams", options.expertParams);
-    if (!Array.isArray(options.towerParamsList) || options.towerParamsList.length !== options.taskTypes.length) {
-      throw new RangeError(
-        `PLE: towerParamsList needs one entry per task (${options.taskTypes.length}), got ${JSON.stringify(options.towerParamsList?.length)}`,
-      );
-    }
-    options.towerParamsList.forEach((p, i) => checkMlpParams(`PLE: towerParamsList[${i}]`, p));
+    checkTowers("PLE", options.towerParamsList, options.taskTypes.length);
     this.features = options.features;
     this.taskTypes = options.taskTypes;
     this.nLevel = options.nLevel;

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { emitModel } from "../../../graph/emit.js";
+import { MMOE } from "../../../graph/models/mmoe.js";
+import type { MultiTaskModel } from "../../../graph/models/model.js";
 import { PLE } from "../../../graph/models/ple.js";
+import { SharedBottom } from "../../../graph/models/shared-bottom.js";
 import { buildTrainingGraph, io, sparseFeatures } from "../../../graph/programs.js";
 import { type Feeds, Session, tensor } from "../../../runtime/node.js";
 import { RowPlanner } from "../../../training/program.js";
@@ -9,21 +12,12 @@ import { mulberry32 } from "../gradcheck.js";
 import { referenceFeatures } from "../../fixtures/features.js";
 
 /**
- * Checks the gradient of the whole PLE training loss with respect to every
+ * Checks the gradient of a model's whole training loss with respect to every
  * dense parameter and every embedding row the batch touches, in float64,
  * against central differences. Ids repeat within the batch, and the session
  * uses 2 intra-op threads, where a scatter-add gradient would go wrong.
  */
-async function checkPleGradient(weighting: "equal" | "uwl") {
-  const model = new PLE({
-    features: referenceFeatures(),
-    taskTypes: ["classification", "regression"],
-    nLevel: 2,
-    nExpertSpecific: 1,
-    nExpertShared: 1,
-    expertParams: { dims: [5, 3] },
-    towerParamsList: [{ dims: [3] }, { dims: [2] }],
-  });
+async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "uwl") {
   const built = buildTrainingGraph(model, {
     lossWeighting: { method: weighting },
     optimizer: {},
@@ -96,15 +90,42 @@ async function checkPleGradient(weighting: "equal" | "uwl") {
   return { worst, checked, parameters: params.length };
 }
 
-describe("PLE loss gradient", () => {
-  it("matches finite differences for every parameter with equal weights", async () => {
-    const { worst, checked, parameters } = await checkPleGradient("equal");
+const taskTypes: ("classification" | "regression")[] = ["classification", "regression"];
+const towerParamsList = [{ dims: [3] }, { dims: [2] }];
+
+function tinyPle() {
+  return new PLE({
+    features: referenceFeatures(),
+    taskTypes,
+    nLevel: 2,
+    nExpertSpecific: 1,
+    nExpertShared: 1,
+    expertParams: { dims: [5, 3] },
+    towerParamsList,
+  });
+}
+
+describe("whole-model loss gradients", () => {
+  it("PLE with equal weights", async () => {
+    const { worst, checked, parameters } = await checkModelGradient(tinyPle(), "equal");
     expect(checked).toBeGreaterThan(parameters);
     expect(worst).toBeLessThan(1e-4);
   });
 
-  it("matches finite differences for every parameter with UWL", async () => {
-    const { worst } = await checkPleGradient("uwl");
+  it("PLE with UWL", async () => {
+    const { worst } = await checkModelGradient(tinyPle(), "uwl");
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("MMOE", async () => {
+    const model = new MMOE({ features: referenceFeatures(), taskTypes, nExpert: 3, expertParams: { dims: [4] }, towerParamsList });
+    const { worst } = await checkModelGradient(model, "equal");
+    expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("Shared-Bottom", async () => {
+    const model = new SharedBottom({ features: referenceFeatures(), taskTypes, bottomParams: { dims: [6] }, towerParamsList });
+    const { worst } = await checkModelGradient(model, "equal");
     expect(worst).toBeLessThan(1e-4);
   });
 });

@@ -1,0 +1,62 @@
+/**
+ * MMOE, Multi-gate Mixture-of-Experts (Ma et al., KDD 2018), laid out as
+ * torch-rechub lays it out: nExpert shared expert MLPs on the embeddings, one
+ * softmax gate per task over all experts, and a tower per task ending in
+ * Linear(*, 1).
+ */
+import type { Tensor } from "../builder.js";
+import type { ModelContext } from "../layers/context.js";
+import { type MlpParams, checkMlpParams, gate, mixExperts, mlp } from "../layers/mlp.js";
+import type { Feature } from "./features.js";
+import { type EmbeddedInput, type MultiTaskModel, type TaskType, checkPositiveInteger, checkTaskTypes, checkTowers } from "./model.js";
+
+export interface MmoeOptions {
+  features: Feature[];
+  taskTypes: TaskType[];
+  nExpert: number;
+  expertParams: MlpParams;
+  /** One tower per task. */
+  towerParamsList: MlpParams[];
+}
+
+export class MMOE implements MultiTaskModel {
+  readonly kind = "mmoe";
+  readonly features: Feature[];
+  readonly taskTypes: TaskType[];
+  readonly nExpert: number;
+  readonly expertParams: MlpParams;
+  readonly towerParamsList: MlpParams[];
+
+  constructor(options: MmoeOptions) {
+    checkTaskTypes("MMOE", options.taskTypes);
+    checkPositiveInteger("MMOE: nExpert", options.nExpert);
+    checkMlpParams("MMOE: expertParams", options.expertParams);
+    checkTowers("MMOE", options.towerParamsList, options.taskTypes.length);
+    this.features = options.features;
+    this.taskTypes = options.taskTypes;
+    this.nExpert = options.nExpert;
+    this.expertParams = options.expertParams;
+    this.towerParamsList = options.towerParamsList;
+  }
+
+  forward(ctx: ModelContext, input: EmbeddedInput): Tensor[] {
+    const x = input.concatenated;
+    const experts = Array.from({ length: this.nExpert }, (_, k) =>
+      mlp(ctx, `expert${k}`, x, input.inputDim, this.expertParams, false),
+    );
+    const expertDim = this.expertParams.dims[this.expertParams.dims.length - 1];
+    return this.towerParamsList.map((params, task) => {
+      const weights = gate(ctx, `gate${task}`, x, input.inputDim, this.nExpert);
+      return mlp(ctx, `tower${task}`, mixExperts(weights, experts), expertDim, params, true);
+    });
+  }
+
+  options(): Record<string, unknown> {
+    return {
+      taskTypes: this.taskTypes,
+      nExpert: this.nExpert,
+      expertParams: this.expertParams,
+      towerParamsList: this.towerParamsList,
+    };
+  }
+}
