@@ -16,7 +16,7 @@ import { DENSE_COLUMNS, SPARSE_COLUMNS, generateAliCcp } from "./synthetic/alicc
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 const options = new Command("demo")
-  .option("--rows <n>", "synthetic rows to generate", (v) => Number.parseInt(v, 10), 200_000)
+  .option("--rows <n>", "synthetic rows to generate", (v) => Number.parseInt(v, 10), 400_000)
   .option("--config <file>", "training config", new URL("./demo/config.json", import.meta.url).pathname)
   .parse(process.argv)
   .opts<{ rows: number; config: string }>();
