@@ -80,7 +80,12 @@ export function toModelProto(graph: Graph, options: EmitOptions): ModelProto {
     attribute: Object.entries(node.attrs).map(([name, a]) => encodeAttr(name, a)),
   }));
 
+  const taken = new Set([...graph.inputs, ...graph.initializers.map((i) => i.tensor)].map((t) => t.name));
+  for (const node of kept) for (const t of node.outputs) taken.add(t.name);
   const outputs = Object.entries(options.outputs).map(([name, tensor]) => {
+    if (tensor.name !== name && taken.has(name)) {
+      throw new GraphError(`toModelProto: output name "${name}" is already the name of another tensor; choose another`);
+    }
     if (tensor.name !== name) {
       nodes.push({ name: graph.uniqueName(`output_${name}`), opType: "Identity", input: [tensor.name], output: [name] });
     }
