@@ -42,6 +42,11 @@ const trainerSchema = z
       })
       .strict()
       .default({ lr: 1e-3, weightDecay: 1e-5 }),
+    schedulerParams: z
+      .object({ stepSize: z.number().int().positive(), gamma: z.number().positive() })
+      .strict()
+      .optional()
+      .describe("step learning-rate schedule: lr * gamma^floor(epoch / stepSize)"),
     adaptiveParams: z
       .discriminatedUnion("method", [
         z.object({ method: z.literal("equal") }).strict(),

@@ -24,8 +24,9 @@ export function buildProgram(): Command {
     .description("train the config's model (preparing the data first when needed) and write the model directory")
     .requiredOption("-c, --config <file>", "JSON config (data, features, labels, model, trainer, modelDir)")
     .option("--no-progress", "do not draw progress bars")
-    .action(async (options: { config: string; progress: boolean }) => {
-      await runTrain(await readConfig(options.config), log, { progress: options.progress });
+    .option("--resume", "continue from the latest checkpoint in modelDir, at the epoch after it")
+    .action(async (options: { config: string; progress: boolean; resume?: boolean }) => {
+      await runTrain(await readConfig(options.config), log, { progress: options.progress, resume: options.resume });
     });
 
   program

@@ -71,7 +71,11 @@ export interface TrainSummary {
 }
 
 /** Prepares the data when needed, trains, evaluates on val and test, and writes the model directory. */
-export async function runTrain(config: Config, log: Log, options: { progress?: boolean } = {}): Promise<TrainSummary> {
+export async function runTrain(
+  config: Config,
+  log: Log,
+  options: { progress?: boolean; resume?: boolean } = {},
+): Promise<TrainSummary> {
   if (!(await preparedMatches(config))) await runPrepare(config, log);
   const info = await readDatasetInfo(config.data.preparedDir);
   const open = (split: string) => ArrowDataset.open(join(config.data.preparedDir, `${split}.arrow`));
@@ -83,7 +87,9 @@ export async function runTrain(config: Config, log: Log, options: { progress?: b
   const taskNames = config.labels.map((l) => l.task);
   const trainer = new MTLTrainer(model, {
     optimizerParams: t.optimizerParams,
+    schedulerParams: t.schedulerParams,
     adaptiveParams: t.adaptiveParams,
+    resume: options.resume,
     nEpoch: t.nEpoch,
     earlystopTaskid: t.earlystopTaskid,
     earlystopPatience: t.earlystopPatience,

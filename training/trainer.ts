@@ -3,6 +3,7 @@
  * validation metric, keeps the best weights, and evaluates per task. Options
  * mirror torch-rechub's MTLTrainer in camelCase. Node only.
  */
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { LossWeighting } from "../graph/losses.js";
@@ -39,8 +40,15 @@ export interface TrainerOptions {
   earlystopTaskid?: number;
   /** Epochs without improvement before stopping. Default 10. */
   earlystopPatience?: number;
-  /** Folder for the best checkpoint; none is written when omitted. */
+  /**
+   * Folder for checkpoints: the best epoch's weights (checkpoint.safetensors)
+   * and the latest epoch's (checkpoint.last.safetensors). None are written when omitted.
+   */
   modelPath?: string;
+  /** Continue from modelPath's latest checkpoint when there is one, at the epoch after it. Default false. */
+  resume?: boolean;
+  /** Step learning-rate schedule, as torch's StepLR stepped per epoch: lr * gamma^floor(epoch / stepSize). */
+  schedulerParams?: { stepSize: number; gamma: number };
   /** Seeds initialisation and dropout; the loaders have their own shuffle seeds. Default 2022. */
   seed?: number;
   /** onnxruntime intra-op threads. Default 2. */
@@ -64,12 +72,15 @@ export interface EpochLog {
   valMetric: TaskScores;
   /** UWL weights w_i after the epoch, when UWL is used. */
   lossWeights?: TaskScores;
+  /** Learning rate of the epoch, after the step schedule. */
+  lr: number;
   seconds: number;
   samplesPerSecond: number;
   improved: boolean;
 }
 
 export const CHECKPOINT_FILE = "checkpoint.safetensors";
+export const LAST_CHECKPOINT_FILE = "checkpoint.last.safetensors";
 
 export class MTLTrainer {
   readonly taskNames: string[];
@@ -95,6 +106,15 @@ export class MTLTrainer {
     this.taskNames = options.taskNames ?? model.taskTypes.map((_, i) => `task${i}`);
     if (this.taskNames.length !== nTask) {
       throw new RangeError(`MTLTrainer: taskNames has ${this.taskNames.length} names for ${nTask} tasks`);
+    }
+    const schedule = options.schedulerParams;
+    if (schedule !== undefined) {
+      if (!Number.isInteger(schedule.stepSize) || schedule.stepSize < 1) {
+        throw new RangeError(`MTLTrainer: schedulerParams.stepSize must be an integer >= 1, got ${JSON.stringify(schedule.stepSize)}`);
+      }
+      if (!(schedule.gamma > 0)) {
+        throw new RangeError(`MTLTrainer: schedulerParams.gamma must be a positive number, got ${JSON.stringify(schedule.gamma)}`);
+      }
     }
     const lossWeighting = this.lossWeighting();
     if (lossWeighting.method !== "equal" && lossWeighting.method !== "uwl") {
@@ -133,14 +153,21 @@ export class MTLTrainer {
   async fit(train: DataLoader, val: DataLoader): Promise<EpochLog[]> {
     const program = await this.compile();
     const trainColumns = new ColumnMapping(this.model, train.dataset);
-    const lr = this.options.optimizerParams?.lr ?? 1e-3;
     const task = this.options.earlystopTaskid;
     const higherIsBetter = this.model.taskTypes[task] === "classification";
     let best: { score: number; state: TrainingState } | undefined;
     let sinceBest = 0;
-    if (this.options.modelPath) await mkdir(this.options.modelPath, { recursive: true });
+    let firstEpoch = 0;
+    const modelPath = this.options.modelPath;
+    if (modelPath) await mkdir(modelPath, { recursive: true });
+    if (modelPath && this.options.resume && existsSync(join(modelPath, LAST_CHECKPOINT_FILE))) {
+      const resumed = await this.resume(modelPath);
+      ({ firstEpoch, sinceBest, best } = resumed);
+      if (sinceBest >= this.options.earlystopPatience) firstEpoch = this.options.nEpoch;
+    }
 
-    for (let epoch = 0; epoch < this.options.nEpoch; epoch++) {
+    for (let epoch = firstEpoch; epoch < this.options.nEpoch; epoch++) {
+      const lr = this.learningRate(epoch);
       const started = performance.now();
       const lossSums = new Float64Array(this.taskNames.length);
       let steps = 0;
@@ -165,9 +192,17 @@ export class MTLTrainer {
       if (improved) {
         best = { score, state: cloneState(program.state) };
         sinceBest = 0;
-        if (this.options.modelPath) await this.saveCheckpoint(join(this.options.modelPath, CHECKPOINT_FILE));
+        if (modelPath) await this.saveCheckpoint(join(modelPath, CHECKPOINT_FILE), { epoch: epoch + 1, score });
       } else {
         sinceBest++;
+      }
+      if (modelPath) {
+        await this.saveCheckpoint(join(modelPath, LAST_CHECKPOINT_FILE), {
+          epoch: epoch + 1,
+          score,
+          bestScore: best!.score,
+          sinceBest,
+        });
       }
       const weights = program.lossWeights();
       const log: EpochLog = {
@@ -175,6 +210,7 @@ export class MTLTrainer {
         trainLoss: Object.fromEntries(this.taskNames.map((name, i) => [name, lossSums[i] / Math.max(steps, 1)])),
         valMetric,
         lossWeights: weights && Object.fromEntries(this.taskNames.map((name, i) => [name, weights[i]])),
+        lr,
         seconds,
         samplesPerSecond: rows / seconds,
         improved,
@@ -185,6 +221,34 @@ export class MTLTrainer {
     }
     if (best !== undefined) program.state = best.state;
     return this.history;
+  }
+
+  /** The learning rate of a 0-based epoch, after the step schedule. */
+  learningRate(epoch: number): number {
+    const lr = this.options.optimizerParams?.lr ?? 1e-3;
+    const schedule = this.options.schedulerParams;
+    return schedule ? lr * schedule.gamma ** Math.floor(epoch / schedule.stepSize) : lr;
+  }
+
+  /** Loads the latest and the best checkpoints of modelPath for `resume`. */
+  private async resume(modelPath: string) {
+    const program = await this.compile();
+    const bestPath = join(modelPath, CHECKPOINT_FILE);
+    const best = await loadCheckpoint(bestPath);
+    const bestState = checkpointToState(best, program.state, this.model, bestPath);
+    const lastPath = join(modelPath, LAST_CHECKPOINT_FILE);
+    const last = await loadCheckpoint(lastPath);
+    program.state = checkpointToState(last, program.state, this.model, lastPath);
+    const number = (key: string) => {
+      const value = Number(last.metadata[key]);
+      if (!Number.isFinite(value)) throw new Error(`${lastPath}: metadata "${key}" is ${JSON.stringify(last.metadata[key])}, expected a number`);
+      return value;
+    };
+    return {
+      firstEpoch: number("epoch"),
+      sinceBest: number("sinceBest"),
+      best: { score: number("bestScore"), state: bestState },
+    };
   }
 
   /** Returns each task's metric on a loader: AUC (exact, tie-aware) for classification, MSE for regression. */
@@ -213,10 +277,12 @@ export class MTLTrainer {
     return outputs;
   }
 
-  /** Writes the current weights and optimizer state to a safetensors file. */
-  async saveCheckpoint(path: string): Promise<void> {
+  /** Writes the current weights and optimizer state to a safetensors file, with numeric metadata such as the epoch. */
+  async saveCheckpoint(path: string, metadata: Record<string, number> = {}): Promise<void> {
     const program = await this.compile();
-    await saveCheckpoint(path, stateToCheckpoint(program.state, this.model));
+    const checkpoint = stateToCheckpoint(program.state, this.model);
+    for (const [key, value] of Object.entries(metadata)) checkpoint.metadata[key] = String(value);
+    await saveCheckpoint(path, checkpoint);
   }
 
   /** Loads weights and optimizer state written by saveCheckpoint, checking every shape. */

@@ -1,0 +1,53 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PLE } from "../../graph/models/ple.js";
+import { ArrowDataset } from "../../training/data.js";
+import { DataLoader } from "../../training/loader.js";
+import { featuresFromEncoder } from "../../training/model-dir.js";
+import { MTLTrainer, type TrainerOptions } from "../../training/trainer.js";
+import { prepareSample, temporaryDir } from "../fixtures/aliccp.js";
+
+async function fit(prepared: Awaited<ReturnType<typeof prepareSample>>, options: TrainerOptions) {
+  const model = new PLE({
+    features: featuresFromEncoder(prepared.encoder),
+    taskTypes: ["classification", "classification"],
+    nLevel: 1,
+    nExpertSpecific: 1,
+    nExpertShared: 1,
+    // Dropout draws masks from the session's generator, which restarts with a new session; without it a resumed run is exact.
+    expertParams: { dims: [8] },
+    towerParamsList: [{ dims: [4] }, { dims: [4] }],
+  });
+  const trainer = new MTLTrainer(model, { progress: false, seed: 4, earlystopPatience: 100, optimizerParams: { lr: 0.01 }, ...options });
+  const train = await ArrowDataset.open(join(prepared.outDir, "train.arrow"));
+  const val = await ArrowDataset.open(join(prepared.outDir, "val.arrow"));
+  await trainer.fit(new DataLoader(train, { batchSize: 16, shuffle: true, seed: 2 }), new DataLoader(val, { batchSize: 64 }));
+  return trainer;
+}
+
+describe("resume and schedules", () => {
+  it("resumed training ends with the uninterrupted run's weights", async () => {
+    const prepared = await prepareSample();
+    const straight = await fit(prepared, { nEpoch: 4, modelPath: await temporaryDir("onnxrec-straight-") });
+
+    const modelPath = await temporaryDir("onnxrec-resume-");
+    await fit(prepared, { nEpoch: 2, modelPath });
+    const resumed = await fit(prepared, { nEpoch: 4, modelPath, resume: true });
+    expect(resumed.history.map((e) => e.epoch)).toEqual([3, 4]);
+
+    const expected = straight.history.map((e) => e.valMetric);
+    expect(resumed.history.map((e) => e.valMetric)).toEqual(expected.slice(2));
+    expect(Array.from(resumed.compiled.state.params)).toEqual(Array.from(straight.compiled.state.params));
+  });
+
+  it("steps the learning rate down every stepSize epochs", async () => {
+    const prepared = await prepareSample();
+    const trainer = await fit(prepared, { nEpoch: 5, schedulerParams: { stepSize: 2, gamma: 0.5 } });
+    expect(trainer.history.map((e) => e.lr)).toEqual([0.01, 0.01, 0.005, 0.005, 0.0025]);
+  });
+
+  it("rejects a schedule with a zero step size", async () => {
+    const prepared = await prepareSample();
+    await expect(fit(prepared, { schedulerParams: { stepSize: 0, gamma: 0.5 } })).rejects.toThrow(/schedulerParams.stepSize/);
+  });
+});
