@@ -108,6 +108,8 @@ export interface TrainingGraphOptions {
   dtype?: "float32" | "float64";
   /** Also output the flat gradient (`grad_params`) and each feature's row gradient (`grad_emb{k}_rows`). */
   exposeGradients?: boolean;
+  /** Where dropout masks come from (see ContextOptions.dropoutMasks). Default "host". */
+  dropoutMasks?: "graph" | "host";
 }
 
 export interface BuiltProgram {
@@ -139,7 +141,12 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   const nTask = model.taskTypes.length;
   const labels = graph.input(io.labels, dtype, [BATCH, nTask]);
 
-  const ctx = new ModelContext(graph, { mode: "train", inputs: { params, normState }, dropoutSeed: options.seed });
+  const ctx = new ModelContext(graph, {
+    mode: "train",
+    inputs: { params, normState },
+    dropoutSeed: options.seed,
+    dropoutMasks: options.dropoutMasks ?? "host",
+  });
   const embedded = concatenate(
     model,
     sparse.map((s) => lookupRows(s.rows, s.idx, s.order, s.ends)),

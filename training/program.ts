@@ -18,6 +18,8 @@ import {
   sparseFeatures,
 } from "../graph/programs.js";
 import { type Feeds, Session, tensor } from "../runtime/node.js";
+import type { DropoutMaskSpec } from "../graph/layers/context.js";
+import { fillDropoutMask } from "./dropout.js";
 import { type TrainingState, initialState } from "./state.js";
 
 /** A batch in the model's feature order; see training/data.ts. */
@@ -125,6 +127,7 @@ export class ModelProgram {
   readonly trainingModel: Uint8Array;
   readonly evalModel: Uint8Array;
   readonly modelParameterCount: number;
+  readonly dropoutMasks: readonly DropoutMaskSpec[];
   private readonly planners: RowPlanner[];
 
   private constructor(
@@ -132,8 +135,15 @@ export class ModelProgram {
     readonly options: ProgramOptions,
     private readonly trainSession: Session,
     private readonly evalSession: Session,
-    built: { trainingModel: Uint8Array; evalModel: Uint8Array; state: TrainingState; modelParameterCount: number },
+    built: {
+      trainingModel: Uint8Array;
+      evalModel: Uint8Array;
+      state: TrainingState;
+      modelParameterCount: number;
+      dropoutMasks: DropoutMaskSpec[];
+    },
   ) {
+    this.dropoutMasks = built.dropoutMasks;
     this.trainingModel = built.trainingModel;
     this.evalModel = built.evalModel;
     this.state = built.state;
@@ -172,6 +182,7 @@ export class ModelProgram {
       evalModel,
       state,
       modelParameterCount: evaluation.ctx.totalParameters,
+      dropoutMasks: train.ctx.dropoutMasks,
     });
   }
 
@@ -208,6 +219,11 @@ export class ModelProgram {
       feeds[io.order(k)] = tensor(plan.order, [batch.size]);
       feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
     });
+    for (const spec of this.dropoutMasks) {
+      const mask = new Uint8Array(batch.size * spec.width);
+      fillDropoutMask(mask, spec.ratio, s.dropout);
+      feeds[spec.name] = tensor(mask, [batch.size, spec.width]);
+    }
     const out = await this.trainSession.run(feeds);
     s.params = out[io.out(io.params)].data as Float32Array;
     s.adamM = out[io.out(io.adamM)].data as Float32Array;

@@ -6,6 +6,7 @@
 import type { ParameterSpec } from "../graph/layers/context.js";
 import type { SparseFeature } from "../graph/models/features.js";
 import { type Init, fill, normalGenerator, uniformGenerator } from "../graph/random.js";
+import { type DropoutState, dropoutState } from "./dropout.js";
 
 export interface TrainingState {
   params: Float32Array;
@@ -17,6 +18,8 @@ export interface TrainingState {
   tablesV: Float32Array[];
   /** Optimizer steps taken so far. */
   step: number;
+  /** State of the generator that draws dropout masks on the host. */
+  dropout: DropoutState;
 }
 
 /**
@@ -57,6 +60,7 @@ export function initialState(
     tablesM: tables.map((t) => new Float32Array(t.length)),
     tablesV: tables.map((t) => new Float32Array(t.length)),
     step: 0,
+    dropout: dropoutState(seed ^ 0x3c6ef372),
   };
 }
 
@@ -71,5 +75,6 @@ export function cloneState(state: TrainingState): TrainingState {
     tablesM: state.tablesM.map((t) => t.slice()),
     tablesV: state.tablesV.map((t) => t.slice()),
     step: state.step,
+    dropout: [...state.dropout],
   };
 }

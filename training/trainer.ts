@@ -14,6 +14,7 @@ import { ColumnMapping, type DataLoader } from "./loader.js";
 import { auc, meanSquaredError } from "./metrics.js";
 import { ModelProgram } from "./program.js";
 import { progressBar } from "./progress.js";
+import type { DropoutState } from "./dropout.js";
 import { type TrainingState, cloneState } from "./state.js";
 
 export interface OptimizerParams {
@@ -311,7 +312,10 @@ export function stateToCheckpoint(state: TrainingState, model: MultiTaskModel): 
     tensors[`embedding.${f.name}.adam_m`] = { shape, data: state.tablesM[k] };
     tensors[`embedding.${f.name}.adam_v`] = { shape, data: state.tablesV[k] };
   });
-  return { tensors, metadata: { step: String(state.step), format: "onnxrec-checkpoint-1" } };
+  return {
+    tensors,
+    metadata: { step: String(state.step), dropoutState: state.dropout.join(","), format: "onnxrec-checkpoint-1" },
+  };
 }
 
 export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, model: MultiTaskModel, source: string): TrainingState {
@@ -325,6 +329,7 @@ export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, m
   };
   const sparse = sparseFeatures(model);
   const step = Number(checkpoint.metadata.step ?? "0");
+  const dropout = (checkpoint.metadata.dropoutState ?? "").split(",").map(Number);
   return {
     params: take("params", like.params),
     adamM: take("adam_m", like.adamM),
@@ -334,5 +339,6 @@ export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, m
     tablesM: sparse.map((f, k) => take(`embedding.${f.name}.adam_m`, like.tablesM[k])),
     tablesV: sparse.map((f, k) => take(`embedding.${f.name}.adam_v`, like.tablesV[k])),
     step: Number.isFinite(step) ? step : 0,
+    dropout: dropout.length === 4 && dropout.every((w) => Number.isInteger(w) && w >= 0) ? (dropout as DropoutState) : like.dropout,
   };
 }

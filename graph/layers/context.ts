@@ -34,6 +34,14 @@ export interface NormStateSpec {
   offset: number;
 }
 
+/** A dropout whose mask the host feeds, in "host" dropout mode. */
+export interface DropoutMaskSpec {
+  name: string;
+  ratio: number;
+  /** Columns of the mask; it has one row per batch row. */
+  width: number;
+}
+
 export interface FlatInputs {
   params: Tensor;
   normState: Tensor;
@@ -52,6 +60,14 @@ export interface ContextOptions {
   values?: TrainedValues;
   /** Seed of the first dropout node; later nodes take the following integers. */
   dropoutSeed?: number;
+  /**
+   * Where "train" mode's dropout masks come from: "graph" (default) uses
+   * ONNX Dropout nodes, whose generator lives in the session; "host" makes
+   * each mask a bool input `dropout_mask{k}` [N, C] that the host draws, which
+   * is faster on onnxruntime's CPU backend and lets a checkpoint carry the
+   * generator's state.
+   */
+  dropoutMasks?: "graph" | "host";
   /** Batch norm momentum for the running averages, PyTorch's convention (new = (1 - m) * old + m * batch). */
   normMomentum?: number;
   normEpsilon?: number;
@@ -65,6 +81,8 @@ export class ModelContext {
   readonly normStates: NormStateSpec[] = [];
   /** The new running averages of each batch norm, in "train" mode, in normStates order. */
   readonly normUpdates: Tensor[] = [];
+  /** The dropout mask inputs, in "train" mode with host masks, in creation order. */
+  readonly dropoutMasks: DropoutMaskSpec[] = [];
   readonly normEpsilon: number;
   private readonly normMomentum: number;
   private parameterSize = 0;
@@ -167,7 +185,17 @@ export class ModelContext {
   /** Dropout in "train" mode; the identity otherwise. */
   dropout(x: Tensor, ratio: number): Tensor {
     if (!this.training || ratio === 0) return x;
-    const seed = (this.options.dropoutSeed ?? 0) + this.dropoutCount++;
-    return op.dropout(x, ratio, seed);
+    if (this.options.dropoutMasks !== "host") {
+      const seed = (this.options.dropoutSeed ?? 0) + this.dropoutCount++;
+      return op.dropout(x, ratio, seed);
+    }
+    const width = x.shape[1];
+    if (x.rank !== 2 || typeof width !== "number") {
+      throw new GraphError(`ModelContext.dropout: host masks need x of shape [N, C] with a fixed C, got ${x}`);
+    }
+    const name = `dropout_mask${this.dropoutMasks.length}`;
+    const mask = this.graph.input(name, "bool", [x.shape[0], width]);
+    this.dropoutMasks.push({ name, ratio, width });
+    return op.where(mask, op.mul(x, 1 / (1 - ratio)), 0);
   }
 }

@@ -14,8 +14,8 @@ async function fit(prepared: Awaited<ReturnType<typeof prepareSample>>, options:
     nLevel: 1,
     nExpertSpecific: 1,
     nExpertShared: 1,
-    // Dropout draws masks from the session's generator, which restarts with a new session; without it a resumed run is exact.
-    expertParams: { dims: [8] },
+    // The checkpoint carries the dropout generator's state, so a resumed run draws the same masks.
+    expertParams: { dims: [8], dropout: 0.3 },
     towerParamsList: [{ dims: [4] }, { dims: [4] }],
   });
   const trainer = new MTLTrainer(model, { progress: false, seed: 4, earlystopPatience: 100, optimizerParams: { lr: 0.01 }, ...options });
