@@ -22,12 +22,13 @@ export function dropoutState(seed: number): DropoutState {
 }
 
 /**
- * Fills `mask` with 1 (keep) or 0 (drop), each dropped with probability
- * `ratio` rounded to a multiple of 2^-16. Each 32-bit draw decides two values
- * from its 16-bit halves. Advances `state` in place.
+ * Fills `mask` with 1 / (1 - ratio) (keep) or 0 (drop), each dropped with
+ * probability `ratio` rounded to a multiple of 2^-16. Each 32-bit draw decides
+ * two values from its 16-bit halves. Advances `state` in place.
  */
-export function fillDropoutMask(mask: Uint8Array, ratio: number, state: DropoutState): void {
+export function fillDropoutMask(mask: Float32Array, ratio: number, state: DropoutState): void {
   const threshold = Math.round(ratio * 65536);
+  const keep = 1 / (1 - ratio);
   let [a, b, c, d] = state;
   for (let i = 0; i < mask.length; i += 2) {
     const t = a ^ (a << 11);
@@ -35,8 +36,8 @@ export function fillDropoutMask(mask: Uint8Array, ratio: number, state: DropoutS
     b = c;
     c = d;
     d = (d ^ (d >>> 19) ^ t ^ (t >>> 8)) >>> 0;
-    mask[i] = (d & 0xffff) >= threshold ? 1 : 0;
-    if (i + 1 < mask.length) mask[i + 1] = d >>> 16 >= threshold ? 1 : 0;
+    mask[i] = (d & 0xffff) >= threshold ? keep : 0;
+    if (i + 1 < mask.length) mask[i + 1] = d >>> 16 >= threshold ? keep : 0;
   }
   state[0] = a >>> 0;
   state[1] = b >>> 0;

@@ -220,7 +220,7 @@ export class ModelProgram {
       feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
     });
     for (const spec of this.dropoutMasks) {
-      const mask = new Uint8Array(batch.size * spec.width);
+      const mask = new Float32Array(batch.size * spec.width);
       fillDropoutMask(mask, spec.ratio, s.dropout);
       feeds[spec.name] = tensor(mask, [batch.size, spec.width]);
     }

@@ -63,9 +63,9 @@ export interface ContextOptions {
   /**
    * Where "train" mode's dropout masks come from: "graph" (default) uses
    * ONNX Dropout nodes, whose generator lives in the session; "host" makes
-   * each mask a bool input `dropout_mask{k}` [N, C] that the host draws, which
-   * is faster on onnxruntime's CPU backend and lets a checkpoint carry the
-   * generator's state.
+   * each mask an input `dropout_mask{k}` [N, C] of 0 and 1 / (1 - ratio) that
+   * the host draws, which is faster on onnxruntime's CPU backend and lets a
+   * checkpoint carry the generator's state.
    */
   dropoutMasks?: "graph" | "host";
   /** Batch norm momentum for the running averages, PyTorch's convention (new = (1 - m) * old + m * batch). */
@@ -194,8 +194,9 @@ export class ModelContext {
       throw new GraphError(`ModelContext.dropout: host masks need x of shape [N, C] with a fixed C, got ${x}`);
     }
     const name = `dropout_mask${this.dropoutMasks.length}`;
-    const mask = this.graph.input(name, "bool", [x.shape[0], width]);
+    // The mask holds 0 or 1 / (1 - ratio), so one Mul applies it forward and backward; Where on a bool mask was slower.
+    const mask = this.graph.input(name, x.dtype, [x.shape[0], width]);
     this.dropoutMasks.push({ name, ratio, width });
-    return op.where(mask, op.mul(x, 1 / (1 - ratio)), 0);
+    return op.mul(x, mask);
   }
 }
