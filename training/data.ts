@@ -18,6 +18,7 @@ import { pipeline } from "node:stream/promises";
 import { DataType, Precision, makeTable, tableFromIPC, tableToIPC, type Table } from "apache-arrow";
 import { CsvError, parse, type InfoRecord } from "csv-parse";
 
+import { uniformGenerator } from "../graph/random.js";
 import {
   FeatureEncoder,
   MISSING_ID,
@@ -150,7 +151,7 @@ const DECIMAL_PATTERN = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 export function permutation(n: number, seed: number): Uint32Array {
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
-  const random = mulberry32(seed);
+  const random = uniformGenerator(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
     const swap = order[i];
@@ -158,18 +159,6 @@ export function permutation(n: number, seed: number): Uint32Array {
     order[j] = swap;
   }
   return order;
-}
-
-/** mulberry32 by Tommy Ettinger: 32-bit state, returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

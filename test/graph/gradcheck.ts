@@ -8,18 +8,11 @@ import { Graph, type Tensor } from "../../graph/builder.js";
 import { grad } from "../../graph/autodiff.js";
 import { emitModel } from "../../graph/emit.js";
 import { mul, reduceSum } from "../../graph/ops/index.js";
+import { uniformGenerator } from "../../graph/random.js";
 import { Session, tensor } from "../../runtime/node.js";
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded uniform generator in [0, 1), so failures reproduce. */
+export const mulberry32 = uniformGenerator;
 
 export interface CheckInput {
   shape: number[];

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { uniformGenerator } from "../../graph/random.js";
 
 import { auc, logLoss, meanSquaredError } from "../../training/metrics.js";
 
@@ -18,17 +19,8 @@ function pairwiseAuc(labels: number[], scores: number[]): number {
   return wins / pairs;
 }
 
-/** Small deterministic generator (mulberry32) so failures reproduce. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator, so failures reproduce. */
+const random = uniformGenerator;
 
 describe("auc", () => {
   it("equals the pairwise definition with ties", () => {
