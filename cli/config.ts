@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import { MODEL_KINDS } from "../graph/models/index.js";
+import { ACTIVATIONS, type Activation } from "../graph/layers/mlp.js";
 import { type FeatureSpec, type LabelSpec, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
 
 const ratio = z.number().min(0).max(1);
@@ -56,6 +56,34 @@ const trainerSchema = z
   })
   .strict();
 
+const mlpSchema = z
+  .object({
+    dims: z.array(z.number().int().positive()).min(1),
+    dropout: z.number().min(0).lt(1).optional(),
+    activation: z.enum(ACTIVATIONS as [Activation, ...Activation[]]).optional(),
+  })
+  .strict();
+
+const towersSchema = z.array(mlpSchema).min(1).describe("one tower per task, in label order");
+
+/** Options of each model kind; every model also takes its features and task types from the config. */
+const modelSchema = z.discriminatedUnion("kind", [
+  z
+    .object({
+      kind: z.literal("ple"),
+      nLevel: z.number().int().positive(),
+      nExpertSpecific: z.number().int().min(0),
+      nExpertShared: z.number().int().min(0),
+      expertParams: mlpSchema,
+      towerParamsList: towersSchema,
+    })
+    .strict(),
+  z
+    .object({ kind: z.literal("mmoe"), nExpert: z.number().int().positive(), expertParams: mlpSchema, towerParamsList: towersSchema })
+    .strict(),
+  z.object({ kind: z.literal("shared-bottom"), bottomParams: mlpSchema, towerParamsList: towersSchema }).strict(),
+]);
+
 const configSchema = z
   .object({
     data: dataSchema,
@@ -63,7 +91,7 @@ const configSchema = z
     labels: z.array(z.unknown()).min(1),
     extraColumns: z.array(z.string()).optional(),
     oracle: z.record(z.string(), z.string()).optional().describe("task name -> extra column holding the true probability"),
-    model: z.looseObject({ kind: z.enum(MODEL_KINDS as [string, ...string[]]) }),
+    model: modelSchema,
     trainer: trainerSchema.default(trainerSchema.parse({})),
     modelDir: z.string(),
   })
@@ -78,7 +106,7 @@ export interface Config {
   labels: LabelSpec[];
   extraColumns: string[];
   oracle: Record<string, string>;
-  model: { kind: string } & Record<string, unknown>;
+  model: z.infer<typeof modelSchema>;
   trainer: TrainerConfig;
   modelDir: string;
   /** The config as written in the file. */
@@ -111,6 +139,11 @@ export function parseConfig(raw: unknown, path: string): Config {
     labels = parseLabelSpecs(c.labels);
   } catch (error) {
     throw new ConfigError(`invalid config ${path}: ${(error as Error).message}`);
+  }
+  if (c.model.towerParamsList.length !== labels.length) {
+    throw new ConfigError(
+      `invalid config ${path}: model.towerParamsList has ${c.model.towerParamsList.length} towers, but there are ${labels.length} tasks (one tower per label)`,
+    );
   }
   if (c.trainer.earlystopTaskid >= labels.length) {
     throw new ConfigError(

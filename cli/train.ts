@@ -3,11 +3,12 @@
  * as functions the demo and tests call too.
  */
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createModel } from "../graph/models/index.js";
 import { Session, tensor } from "../runtime/node.js";
-import { ArrowDataset, DATASET_FILE, type DatasetJSON, prepareData, readDatasetInfo } from "../training/data.js";
+import { writeFileAtomic } from "../training/checkpoint.js";
+import { ArrowDataset, DATASET_FILE, prepareData, readDatasetInfo } from "../training/data.js";
 import { DataLoader } from "../training/loader.js";
 import { auc, meanSquaredError } from "../training/metrics.js";
 import { featuresFromEncoder, loadModelDir, type ModelJSON, saveModelDir } from "../training/model-dir.js";
@@ -20,6 +21,7 @@ export type Log = (line: string) => void;
 
 /** Converts the CSV input of a config to Arrow files in data.preparedDir. */
 export async function runPrepare(config: Config, log: Log) {
+  const print = await fingerprint(config);
   const { data } = config;
   const source = data.csv !== undefined ? { csv: data.csv } : { train: data.train!, val: data.val, test: data.test };
   let bar: ReturnType<typeof progressBar> | undefined;
@@ -38,30 +40,73 @@ export async function runPrepare(config: Config, log: Log) {
     },
   });
   bar?.stop();
+  await writeFileAtomic(join(data.preparedDir, FINGERPRINT_FILE), print);
   const { train, val, test } = result.rows;
   const seconds = ((performance.now() - started) / 1000).toFixed(1);
   log(`prepared ${train} train, ${val} val, ${test} test rows in ${seconds}s -> ${data.preparedDir}`);
   return result;
 }
 
-/** True when the prepared folder was made from the same features, labels, extra columns and split as the config. */
-async function preparedMatches(config: Config): Promise<boolean> {
-  const path = join(config.data.preparedDir, DATASET_FILE);
-  if (!existsSync(path)) return false;
-  const stored = JSON.parse(await readFile(path, "utf8")) as DatasetJSON;
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  return (
-    same(stored.features, config.features) &&
-    same(stored.labels, config.labels) &&
-    same(stored.extraColumns, config.extraColumns) &&
-    same(stored.seed, config.data.seed ?? 0)
+const FINGERPRINT_FILE = "prepared-from.json";
+
+/**
+ * Describes what a prepared folder is made from: the config's data section,
+ * features, labels and extra columns, and each CSV's size and modification
+ * time, so an edited CSV or config leads to a new prepare.
+ */
+async function fingerprint(config: Config): Promise<string> {
+  const { data } = config;
+  const files = [data.csv, data.train, data.val, data.test].filter((p): p is string => p !== undefined);
+  const sources = await Promise.all(
+    files.map(async (path) => {
+      const info = await stat(path).catch(() => undefined);
+      return { path, size: info?.size ?? null, modified: info?.mtimeMs ?? null };
+    }),
   );
+  return JSON.stringify({
+    sources,
+    split: data.split ?? null,
+    seed: data.seed ?? 0,
+    features: config.features,
+    labels: config.labels,
+    extraColumns: config.extraColumns,
+  });
+}
+
+/** True when the prepared folder holds data made from the config's current CSVs and settings. */
+async function preparedMatches(config: Config): Promise<boolean> {
+  const dir = config.data.preparedDir;
+  if (!existsSync(join(dir, DATASET_FILE))) return false;
+  const stored = await readFile(join(dir, FINGERPRINT_FILE), "utf8").catch(() => undefined);
+  return stored === (await fingerprint(config));
 }
 
 function formatScores(scores: TaskScores): string {
   return Object.entries(scores)
     .map(([task, value]) => `${task} ${value.toFixed(4)}`)
     .join(", ");
+}
+
+/**
+ * AUC needs positive and negative labels, so a classification task whose
+ * train, val or test split has one class would fail after training; this
+ * check fails before it, naming the task and the split.
+ */
+function checkBothClasses(config: Config, splits: Record<string, ArrowDataset>): void {
+  for (const label of config.labels) {
+    if (label.type !== "classification") continue;
+    for (const [split, dataset] of Object.entries(splits)) {
+      const values = dataset.columnOf(label.column);
+      let positives = 0;
+      for (let i = 0; i < values.length; i++) if (values[i] > 0.5) positives++;
+      if (positives === 0 || positives === values.length) {
+        throw new Error(
+          `task "${label.task}": the ${split} split (${dataset.length} rows) has only ${positives === 0 ? "negative" : "positive"} ` +
+            `labels in column "${label.column}", so its AUC is undefined; use more rows or another split`,
+        );
+      }
+    }
+  }
 }
 
 export interface TrainSummary {
@@ -80,6 +125,7 @@ export async function runTrain(
   const info = await readDatasetInfo(config.data.preparedDir);
   const open = (split: string) => ArrowDataset.open(join(config.data.preparedDir, `${split}.arrow`));
   const [train, val, test] = await Promise.all([open("train"), open("val"), open("test")]);
+  checkBothClasses(config, { train, val, test });
   const { kind, ...modelOptions } = config.model;
   const taskTypes = config.labels.map((l) => l.type);
   const model = createModel(kind, featuresFromEncoder(info.encoder), { ...modelOptions, taskTypes });

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -48,6 +49,20 @@ describe("config validation", () => {
     expect(() => parseConfig(config, "c.json")).toThrow(/model\.kind/);
   });
 
+  it("rejects an unknown model option", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, model: { ...config.model, nLevels: 2 } };
+    expect(() => parseConfig(bad, "c.json")).toThrow(/nLevels/);
+    const typo = { ...config, model: { ...config.model, expertParams: { dims: [8], droput: 0.2 } } };
+    expect(() => parseConfig(typo, "c.json")).toThrow(/droput/);
+  });
+
+  it("rejects a tower list that does not match the labels", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, model: { ...config.model, towerParamsList: [{ dims: [4] }] } };
+    expect(() => parseConfig(bad, "c.json")).toThrow(/1 towers, but there are 2 tasks/);
+  });
+
   it("rejects an early-stopping task that does not exist", () => {
     const config = { ...sampleConfig("/tmp/x"), trainer: { earlystopTaskid: 2 } };
     expect(() => parseConfig(config, "c.json")).toThrow(/earlystopTaskid is 2, but there are 2 tasks/);
@@ -69,6 +84,36 @@ describe("onnxrec train and evaluate", () => {
     const scores = await runEvaluate(join(dir, "model"), join(dir, "prepared"), "test", () => {});
     expect(scores.ctr).toBeCloseTo(json.metrics.test.auc.ctr, 5);
     expect(scores.cvr).toBeCloseTo(json.metrics.test.auc.cvr, 5);
+  });
+
+  it("prepares again when the CSV changes", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const csv = join(dir, "train.csv");
+    await writeFile(csv, await readFile(join(SAMPLE_DIR, "ali_ccp_train_sample.csv"), "utf8"));
+    const raw = { ...sampleConfig(dir), data: { ...sampleConfig(dir).data, train: csv } };
+    const lines: string[] = [];
+    await runTrain(parseConfig(raw, join(dir, "c.json")), (line) => lines.push(line), { progress: false });
+    expect(lines.filter((line) => line.startsWith("prepared"))).toHaveLength(1);
+    await runTrain(parseConfig(raw, join(dir, "c.json")), (line) => lines.push(line), { progress: false });
+    expect(lines.filter((line) => line.startsWith("prepared"))).toHaveLength(1);
+
+    // One more row with a new user id: the prepared data must be rebuilt.
+    const text = await readFile(csv, "utf8");
+    await writeFile(csv, `${text.trimEnd()}\n${text.split("\n")[1].replace(/^0,0,1,/, "0,0,999999,")}\n`);
+    await runTrain(parseConfig(raw, join(dir, "c.json")), (line) => lines.push(line), { progress: false });
+    expect(lines.filter((line) => line.startsWith("prepared"))).toHaveLength(2);
+  });
+
+  it("fails before training when a split has one class", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const val = join(dir, "val.csv");
+    const text = await readFile(join(SAMPLE_DIR, "ali_ccp_val_sample.csv"), "utf8");
+    await writeFile(val, text.replace(/^([01]),1,/gm, "$1,0,"));
+    const raw = { ...sampleConfig(dir), data: { ...sampleConfig(dir).data, val } };
+    await expect(runTrain(parseConfig(raw, join(dir, "c.json")), () => {}, { progress: false })).rejects.toThrow(
+      /task "cvr": the val split \(50 rows\) has only negative labels in column "purchase"/,
+    );
+    expect(existsSync(join(dir, "model"))).toBe(false);
   });
 
   it("reports an invalid config and exits with status 1", async () => {
