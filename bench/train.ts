@@ -36,7 +36,7 @@ const columns = new ColumnMapping(model, train);
 const batchSize = config.trainer.batchSize;
 const batches = [...train.batches({ batchSize, shuffle: true, seed: 1, dropLast: true })].map((b) => columns.apply(b));
 
-console.log(`PLE ${JSON.stringify(config.model.expertParams)}, batch ${batchSize}, ${batches.length} distinct batches`);
+console.log(`${config.model.kind} ${JSON.stringify(config.model)}, batch ${batchSize}, ${batches.length} distinct batches`);
 for (const threads of options.threads.split(",").map(Number)) {
   const program = await ModelProgram.create(model, {
     taskNames: ["ctr", "cvr"],

@@ -1,8 +1,10 @@
-/** The onnxrec command: prepare, train, evaluate and serve multi-task models. */
+/** The onnxrec command: prepare, train, evaluate, serve, visualize and export multi-task models. */
 import { Command, InvalidArgumentError } from "commander";
 import { readConfig } from "./config.js";
+import { registerExport } from "./export.js";
 import { registerServe } from "./serve.js";
 import { runEvaluate, runPrepare, runTrain } from "./train.js";
+import { registerVisualize } from "./visualize.js";
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -43,6 +45,8 @@ export function buildProgram(): Command {
     });
 
   registerServe(program);
+  registerVisualize(program, log);
+  registerExport(program, log);
   return program;
 }
 

@@ -211,19 +211,57 @@ export function buildEvalGraph(model: MultiTaskModel, taskNames: readonly string
   return { graph, ctx, outputs: taskOutputs(model, taskNames, raw), inputs: graph.inputs };
 }
 
-/** Builds the inference graph with trained weights inside: sparse_ids and dense in, one score [N] per task out. */
+/**
+ * Inputs of the inference graph. "blocks": sparse_ids int32 [N, nSparse] and
+ * dense float32 [N, nDense], features in model order. "per-feature": one input
+ * per feature, named after it: int32 [N] ids for a sparse feature, float32 [N]
+ * values for a dense one.
+ */
+export type InferenceInputs = "blocks" | "per-feature";
+
+export interface InferenceGraphOptions {
+  /** Default "blocks". */
+  inputs?: InferenceInputs;
+}
+
+/** Declares one input per feature, named after it, and returns the looked-up embeddings and the dense block. */
+function perFeatureInputs(
+  graph: Graph,
+  model: MultiTaskModel,
+  taskNames: readonly string[],
+): { ids: Tensor[]; dense: Tensor | null } {
+  for (const f of model.features) {
+    if (taskNames.includes(f.name)) {
+      throw new GraphError(`feature "${f.name}" has the name of a task output; per-feature inputs need distinct names`);
+    }
+  }
+  const ids = sparseFeatures(model).map((f) => graph.input(f.name, "int32", [BATCH]));
+  const columns = denseFeatures(model).map((f) => op.unsqueeze(graph.input(f.name, "float32", [BATCH]), [1]));
+  if (columns.length === 0) return { ids, dense: null };
+  return { ids, dense: columns.length === 1 ? columns[0] : op.concat(columns, 1) };
+}
+
+/**
+ * Builds the inference graph with trained weights inside: the features in
+ * (see InferenceInputs), one score [N] per task out, named after the task.
+ */
 export function buildInferenceGraph(
   model: MultiTaskModel,
   taskNames: readonly string[],
   values: TrainedValues,
   tables: Float32Array[],
+  options: InferenceGraphOptions = {},
 ): BuiltProgram {
   const graph = new Graph(`${model.kind}_inference`);
+  // Per-feature inputs are declared first, so initializers cannot take a feature's name.
+  const perFeature = options.inputs === "per-feature" ? perFeatureInputs(graph, model, taskNames) : undefined;
   const tableTensors = sparseFeatures(model).map((f, k) =>
     graph.initializer(`embedding_${f.name}`, "float32", [f.vocabSize, f.embedDim], tables[k]),
   );
-  const sparse = embedFromIds(graph, model, tableTensors);
-  const dense = denseInput(graph, model);
+  const sparse = perFeature
+    ? perFeature.ids.map((ids, k) => op.gather(tableTensors[k], ids))
+    : embedFromIds(graph, model, tableTensors);
+  const dense = perFeature ? perFeature.dense : denseInput(graph, model);
   const ctx = new ModelContext(graph, { mode: "infer", values });
   const raw = model.forward(ctx, concatenate(model, sparse, dense));
   return { graph, ctx, outputs: taskOutputs(model, taskNames, raw), inputs: graph.inputs };

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import type { LossWeighting } from "../graph/losses.js";
 import type { MultiTaskModel } from "../graph/models/model.js";
 import { sparseFeatures } from "../graph/programs.js";
-import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.js";
+import { type Checkpoint, loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.js";
+import { renderTrainingCurves } from "./curves.js";
 import { ColumnMapping, type DataLoader } from "./loader.js";
 import { auc, meanSquaredError } from "./metrics.js";
 import { ModelProgram } from "./program.js";
@@ -43,7 +44,8 @@ export interface TrainerOptions {
   earlystopPatience?: number;
   /**
    * Folder for checkpoints: the best epoch's weights (checkpoint.safetensors)
-   * and the latest epoch's (checkpoint.last.safetensors). None are written when omitted.
+   * and the latest epoch's (checkpoint.last.safetensors), and the training
+   * curves of the epochs so far (curves.svg). None are written when omitted.
    */
   modelPath?: string;
   /** Continue from modelPath's latest checkpoint when there is one, at the epoch after it. Default false. */
@@ -82,6 +84,7 @@ export interface EpochLog {
 
 export const CHECKPOINT_FILE = "checkpoint.safetensors";
 export const LAST_CHECKPOINT_FILE = "checkpoint.last.safetensors";
+export const CURVES_FILE = "curves.svg";
 
 export class MTLTrainer {
   readonly taskNames: string[];
@@ -217,11 +220,22 @@ export class MTLTrainer {
         improved,
       };
       this.history.push(log);
+      if (modelPath) await this.writeCurves(join(modelPath, CURVES_FILE));
       this.options.onEpoch?.(log);
       if (sinceBest >= this.options.earlystopPatience) break;
     }
     if (best !== undefined) program.state = best.state;
     return this.history;
+  }
+
+  /**
+   * Writes the training curves of this run's epochs as an SVG chart. After a
+   * resume the chart starts at the first resumed epoch, because the history
+   * of earlier runs is not kept.
+   */
+  async writeCurves(path: string): Promise<void> {
+    const taskTypes = Object.fromEntries(this.taskNames.map((name, i) => [name, this.model.taskTypes[i]]));
+    await writeFileAtomic(path, renderTrainingCurves(this.history, { taskTypes }));
   }
 
   /** The learning rate of a 0-based epoch, after the step schedule. */

@@ -12,12 +12,24 @@ import type { ModelContext } from "../layers/context.js";
 import { type MlpParams, checkMlpParams, gate, mixExperts, mlp } from "../layers/mlp.js";
 import type { Feature } from "./features.js";
 import {
+  CONCAT_ID,
   type EmbeddedInput,
+  type ModelStructure,
   type MultiTaskModel,
+  type StructureGroup,
+  type StructureNode,
+  type StructureSection,
   type TaskType,
   checkPositiveInteger,
   checkTaskTypes,
   checkTowers,
+  concatenatedWidth,
+  gateDetails,
+  inputSection,
+  mlpDetails,
+  structureTaskNames,
+  taskLane,
+  towerSection,
 } from "./model.js";
 
 export interface PleOptions {
@@ -102,6 +114,74 @@ export class PLE implements MultiTaskModel {
       outputs.push(mixExperts(weights, all));
     }
     return outputs;
+  }
+
+  structure(taskNames?: readonly string[]): ModelStructure {
+    const names = structureTaskNames("PLE", this.taskTypes, taskNames);
+    const expertDim = this.expertParams.dims[this.expertParams.dims.length - 1];
+    const sections: StructureSection[] = [inputSection(this.features)];
+    // What each task's experts read, then what the shared experts read, as in forward().
+    let inputs: string[] = new Array(this.nTask + 1).fill(CONCAT_ID);
+    let inDim = concatenatedWidth(this.features);
+    for (let level = 0; level < this.nLevel; level++) {
+      const scope = `cgc${level}`;
+      const expert = (name: string, input: string): StructureNode => ({
+        id: `${scope}.${name}`,
+        label: name,
+        details: mlpDetails(inDim, this.expertParams, false),
+        role: "expert",
+        inputs: [input],
+      });
+      const specific = names.map((_, task) =>
+        Array.from({ length: this.nExpertSpecific }, (_, k) => expert(`expert_specific${task * this.nExpertSpecific + k}`, inputs[task])),
+      );
+      const shared = Array.from({ length: this.nExpertShared }, (_, k) => expert(`expert_shared${k}`, inputs[this.nTask]));
+      const expertGroups: StructureGroup[] = names
+        .map((name, task): StructureGroup => ({
+          id: `${scope}.experts_${task}`,
+          label: `${name} experts`,
+          lane: taskLane(name),
+          nodes: specific[task],
+        }))
+        .filter((group) => group.nodes.length > 0);
+      if (shared.length > 0) {
+        expertGroups.push({ id: `${scope}.experts_shared`, label: "shared experts", lane: "shared", nodes: shared });
+      }
+      const ids = (nodes: StructureNode[]) => nodes.map((node) => node.id);
+      const gateGroups: StructureGroup[] = names.map((name, task) => ({
+        id: `${scope}.gates_${task}`,
+        lane: taskLane(name),
+        nodes: [
+          {
+            id: `${scope}.gate_specific${task}`,
+            label: `gate_specific${task}`,
+            details: gateDetails(inDim, this.nExpertSpecific + this.nExpertShared),
+            role: "gate",
+            inputs: [...ids(specific[task]), ...ids(shared)],
+          },
+        ],
+      }));
+      if (level < this.nLevel - 1) {
+        const all = [...specific.flat(), ...shared];
+        gateGroups.push({
+          id: `${scope}.gates_shared`,
+          lane: "shared",
+          nodes: [{ id: `${scope}.gate_shared`, label: "gate_shared", details: gateDetails(inDim, all.length), role: "gate", inputs: ids(all) }],
+        });
+      }
+      sections.push({
+        label: `${scope}: extraction level ${level + 1} of ${this.nLevel}`,
+        rows: [{ groups: expertGroups }, { groups: gateGroups }],
+      });
+      inputs = gateGroups.map((group) => group.nodes[0].id);
+      inDim = expertDim;
+    }
+    sections.push(towerSection(this.taskTypes, names, this.towerParamsList, inputs.slice(0, this.nTask), expertDim));
+    const title =
+      `PLE: ${this.nLevel} extraction level${this.nLevel === 1 ? "" : "s"}, ${this.nTask} tasks, ` +
+      `${this.nExpertSpecific} task expert${this.nExpertSpecific === 1 ? "" : "s"} per task and ` +
+      `${this.nExpertShared} shared expert${this.nExpertShared === 1 ? "" : "s"} per level`;
+    return { title, sections };
   }
 
   options(): Record<string, unknown> {

@@ -6,7 +6,20 @@ import type { Tensor } from "../builder.js";
 import type { ModelContext } from "../layers/context.js";
 import { type MlpParams, checkMlpParams, mlp } from "../layers/mlp.js";
 import type { Feature } from "./features.js";
-import { type EmbeddedInput, type MultiTaskModel, type TaskType, checkTaskTypes, checkTowers } from "./model.js";
+import {
+  CONCAT_ID,
+  type EmbeddedInput,
+  type ModelStructure,
+  type MultiTaskModel,
+  type TaskType,
+  checkTaskTypes,
+  checkTowers,
+  concatenatedWidth,
+  inputSection,
+  mlpDetails,
+  structureTaskNames,
+  towerSection,
+} from "./model.js";
 
 export interface SharedBottomOptions {
   features: Feature[];
@@ -37,6 +50,26 @@ export class SharedBottom implements MultiTaskModel {
     const bottom = mlp(ctx, "bottom", input.concatenated, input.inputDim, this.bottomParams, false);
     const bottomDim = this.bottomParams.dims[this.bottomParams.dims.length - 1];
     return this.towerParamsList.map((params, task) => mlp(ctx, `tower${task}`, bottom, bottomDim, params, true));
+  }
+
+  structure(taskNames?: readonly string[]): ModelStructure {
+    const names = structureTaskNames("SharedBottom", this.taskTypes, taskNames);
+    const bottom = {
+      id: "bottom",
+      label: "bottom",
+      details: mlpDetails(concatenatedWidth(this.features), this.bottomParams, false),
+      role: "mlp" as const,
+      inputs: [CONCAT_ID],
+    };
+    const bottomDim = this.bottomParams.dims[this.bottomParams.dims.length - 1];
+    return {
+      title: `Shared-Bottom: one bottom MLP, ${names.length} task towers`,
+      sections: [
+        inputSection(this.features),
+        { label: "shared bottom", rows: [{ groups: [{ id: "bottom_group", nodes: [bottom] }] }] },
+        towerSection(this.taskTypes, names, this.towerParamsList, names.map(() => "bottom"), bottomDim),
+      ],
+    };
   }
 
   options(): Record<string, unknown> {
