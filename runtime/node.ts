@@ -9,6 +9,13 @@ import type { TensorData } from "../graph/types.js";
 export { ort };
 
 export interface SessionOptions {
+  /**
+   * Let idle intra-op threads spin while they wait for work, onnxruntime's own
+   * default. Default false: on a 2-core machine shared with the JavaScript
+   * thread or other processes, spinning threads starve the ones with work (a
+   * PLE step took 473 ms with spinning and 312 ms without, under load).
+   */
+  spinning?: boolean;
   /** Intra-op threads; 2 ran 1.55x faster than 1 for a PLE step on a 2-core machine. */
   threads?: number;
 }
@@ -27,6 +34,7 @@ export class Session {
       interOpNumThreads: 1,
       graphOptimizationLevel: "all",
       logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: options.spinning === true ? "1" : "0" } } },
     };
     try {
       const inner =

@@ -19,7 +19,7 @@ import {
 } from "../graph/programs.js";
 import { type Feeds, Session, tensor } from "../runtime/node.js";
 import type { DropoutMaskSpec } from "../graph/layers/context.js";
-import { fillDropoutMask } from "./dropout.js";
+import { type DropoutState, fillDropoutMask } from "./dropout.js";
 import { type TrainingState, initialState } from "./state.js";
 
 /** A batch in the model's feature order; see training/data.ts. */
@@ -129,6 +129,8 @@ export class ModelProgram {
   readonly modelParameterCount: number;
   readonly dropoutMasks: readonly DropoutMaskSpec[];
   private readonly planners: RowPlanner[];
+  /** Masks drawn during the previous run for the next step, and the generator states around them. */
+  private ahead?: { size: number; from: DropoutState; to: DropoutState; masks: Float32Array[] };
 
   private constructor(
     readonly model: MultiTaskModel,
@@ -219,12 +221,12 @@ export class ModelProgram {
       feeds[io.order(k)] = tensor(plan.order, [batch.size]);
       feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
     });
-    for (const spec of this.dropoutMasks) {
-      const mask = new Float32Array(batch.size * spec.width);
-      fillDropoutMask(mask, spec.ratio, s.dropout);
-      feeds[spec.name] = tensor(mask, [batch.size, spec.width]);
-    }
-    const out = await this.trainSession.run(feeds);
+    const masks = this.takeMasks(batch.size);
+    this.dropoutMasks.forEach((spec, k) => (feeds[spec.name] = tensor(masks[k], [batch.size, spec.width])));
+    const running = this.trainSession.run(feeds);
+    // Drawing the next step's masks here overlaps it with the run, which goes on in onnxruntime's threads.
+    this.drawAhead(batch.size);
+    const out = await running;
     s.params = out[io.out(io.params)].data as Float32Array;
     s.adamM = out[io.out(io.adamM)].data as Float32Array;
     s.adamV = out[io.out(io.adamV)].data as Float32Array;
@@ -240,6 +242,38 @@ export class ModelProgram {
       loss: (out[io.loss].data as Float32Array)[0],
       taskLosses: out[io.taskLosses].data as Float32Array,
     };
+  }
+
+  /**
+   * Returns the dropout masks of the next step for `size` rows and advances
+   * the state's generator past them. Masks drawn ahead are used when they
+   * were drawn for the same size from the same generator state, so the
+   * sequence of masks depends only on the seed and the batch sizes.
+   */
+  private takeMasks(size: number): Float32Array[] {
+    const s = this.state;
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    if (ahead && ahead.size === size && ahead.from.every((w, i) => w === s.dropout[i])) {
+      s.dropout = ahead.to;
+      return ahead.masks;
+    }
+    return this.drawMasks(size, s.dropout);
+  }
+
+  private drawAhead(size: number): void {
+    if (this.dropoutMasks.length === 0) return;
+    const from: DropoutState = [...this.state.dropout];
+    const to: DropoutState = [...from];
+    this.ahead = { size, from, to, masks: this.drawMasks(size, to) };
+  }
+
+  private drawMasks(size: number, state: DropoutState): Float32Array[] {
+    return this.dropoutMasks.map((spec) => {
+      const mask = new Float32Array(size * spec.width);
+      fillDropoutMask(mask, spec.ratio, state);
+      return mask;
+    });
   }
 
   /** Scores a batch with the current weights in inference mode; one Float32Array per task. */
