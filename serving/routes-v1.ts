@@ -1,0 +1,141 @@
+/**
+ * TensorFlow Serving REST routes: predict in the row format ("instances" ->
+ * "predictions") and the columnar format ("inputs" -> "outputs"), model
+ * status and metadata, each with or without `/versions/<v>`.
+ */
+import type { Express, RequestHandler } from "express";
+import { FeatureError } from "../training/features.js";
+import { HttpError, addRoute, locals, methodNotAllowed, requestPath } from "./http.js";
+import { columnError, columnsToRows, readPredictBody } from "./inputs.js";
+import type { LoadedModel } from "./model.js";
+import { findModel, requestModel } from "./resolve.js";
+import type { ModelRepository } from "./repository.js";
+
+export interface RouteContext {
+  repository: ModelRepository;
+  maxInstances: number;
+  /** Middleware that checks the Content-Type and parses the JSON body. */
+  jsonBody: RequestHandler[];
+}
+
+const describeColumn = (name: string) => `"inputs" column ${JSON.stringify(name)}`;
+
+export function registerV1Routes(app: Express, context: RouteContext): void {
+  const { repository, maxInstances, jsonBody } = context;
+
+  // path-to-regexp reads ":" as the start of a parameter, so the literal colons are escaped.
+  // The verb paths are typed as plain strings because Express's route-parameter types
+  // do not understand the escaped colon.
+  const predictPaths = ["/v1/models/:name\\:predict", "/v1/models/:name/versions/:version\\:predict", "/predict"];
+  const verbPaths: string[] = ["/v1/models/:name\\::verb", "/v1/models/:name/versions/:version\\::verb"];
+  addRoute(app, "all", verbPaths, (req, _res, next) => {
+    if (req.params.verb === "predict") {
+      next();
+      return;
+    }
+    throw new HttpError(404, `unknown verb ":${req.params.verb}" on ${requestPath(req)}; the only verb is ":predict"`);
+  });
+
+  /** Rejects an unknown model or version with 404 before the body is read. */
+  const checkModel: RequestHandler = (req, res, next) => {
+    requestModel(repository, req, res);
+    next();
+  };
+
+  const predict: RequestHandler = async (req, res) => {
+    const body = readPredictBody(req.body, maxInstances);
+    locals(res).instances = body.format === "instances" ? body.instances.length : body.size;
+    const model = requestModel(repository, req, res);
+    if (body.format === "instances") {
+      const predictions = await model.predict(body.instances);
+      res.json({ predictions });
+      return;
+    }
+    const scores = await model.infer(encodeColumns(model, body.columns, body.size));
+    res.json({ outputs: Object.fromEntries(model.taskNames.map((task, k) => [task, Array.from(scores[k])])) });
+  };
+  addRoute(app, "post", predictPaths, checkModel, ...jsonBody, predict);
+  addRoute(app, "all", predictPaths, methodNotAllowed("POST"));
+
+  addRoute(app, "get", ["/v1/models/:name", "/v1/models/:name/versions/:version"], (req, res) => {
+    const model = requestModel(repository, req, res);
+    const listed = req.params.version === undefined ? allVersions(repository, model.name) : [model];
+    res.json(modelStatus(model, listed));
+  });
+  addRoute(app, "get", ["/v1/models/:name/metadata", "/v1/models/:name/versions/:version/metadata"], (req, res) => {
+    const model = requestModel(repository, req, res);
+    res.json(modelMetadata(model, repository.versions(model.name), maxInstances));
+  });
+  addRoute(
+    app,
+    "all",
+    ["/v1/models/:name", "/v1/models/:name/versions/:version", "/v1/models/:name/metadata", "/v1/models/:name/versions/:version/metadata"],
+    methodNotAllowed("GET"),
+  );
+}
+
+/** Validates columnar inputs against the model's features and encodes them. */
+function encodeColumns(model: LoadedModel, columns: ReadonlyMap<string, readonly unknown[]>, size: number) {
+  const rows = columnsToRows(columns, size, model.encoder, describeColumn);
+  try {
+    return model.encoder.encodeRows(rows);
+  } catch (error) {
+    if (error instanceof FeatureError) throw columnError(error, describeColumn);
+    throw error;
+  }
+}
+
+function allVersions(repository: ModelRepository, name: string): LoadedModel[] {
+  return repository.versions(name).map((version) => findModel(repository, name, version));
+}
+
+function versionStatus(model: LoadedModel) {
+  return {
+    version: String(model.version),
+    state: model.released ? "UNLOADING" : "AVAILABLE",
+    status: { error_code: "OK", error_message: "" },
+  };
+}
+
+/**
+ * Describes a model version: `state` and the other top-level fields are
+ * those of `model`, and `model_version_status` lists `versions` in the
+ * TensorFlow Serving form.
+ */
+function modelStatus(model: LoadedModel, versions: readonly LoadedModel[]) {
+  return {
+    name: model.name,
+    version: model.version,
+    state: model.released ? "UNLOADING" : "AVAILABLE",
+    createdAt: model.json.createdAt,
+    loadedAt: model.loadedAt.toISOString(),
+    tasks: model.taskNames,
+    model_version_status: versions.map(versionStatus),
+  };
+}
+
+/** Describes a model version for clients: everything in model.json except the vocabularies. */
+function modelMetadata(model: LoadedModel, versions: readonly number[], maxInstances: number) {
+  const { json, encoder } = model;
+  return {
+    name: model.name,
+    version: model.version,
+    versions,
+    format: json.format,
+    formatVersion: json.formatVersion,
+    createdAt: json.createdAt,
+    opset: json.opset,
+    model: { kind: json.model.kind, options: json.model.options },
+    tasks: json.tasks,
+    features: encoder.features.map((spec) =>
+      spec.kind === "sparse"
+        ? { ...spec, vocabSize: encoder.vocabSize(spec.name) }
+        : { ...spec, fill: spec.fill ?? 0 },
+    ),
+    inputs: json.inputs,
+    parameterCount: json.parameterCount,
+    metrics: json.metrics,
+    maxInstances,
+    batching: model.batching,
+  };
+}
