@@ -8,6 +8,7 @@ import { Session, type Feeds, tensor } from "../runtime/node.js";
 import type { EncodedRows, FeatureEncoder } from "../training/features.js";
 import { loadModelDir, type ModelJSON } from "../training/model-dir.js";
 import { Batcher, type BatchingOptions } from "./batcher.js";
+import { HttpError } from "./http.js";
 import { ServingMetrics } from "./metrics.js";
 
 /** Model names appear in URLs, where ":" separates the name from a verb such as ":predict". */
@@ -117,7 +118,31 @@ export class LoadedModel {
    */
   infer(encoded: EncodedRows): Promise<Float32Array[]> {
     if (this.releasing) return Promise.reject(new ModelReleasedError(this.name));
-    return this.batcher.submit(encoded);
+    return this.batcher.submit(encoded).then((scores) => this.checkFinite(scores, encoded));
+  }
+
+  /**
+   * Rejects rows whose scores are not finite numbers, which JSON would turn
+   * into null: a dense value far outside the training data (such as 3e38)
+   * overflows the network to NaN.
+   */
+  private checkFinite(scores: Float32Array[], encoded: EncodedRows): Float32Array[] {
+    scores.forEach((column, k) => {
+      for (let row = 0; row < column.length; row++) {
+        if (Number.isFinite(column[row])) continue;
+        const width = encoded.dense.length / Math.max(encoded.size, 1);
+        const dense = Array.from(encoded.dense.subarray(row * width, (row + 1) * width));
+        const largest = dense.reduce((a, b) => Math.max(a, Math.abs(b)), 0);
+        throw new HttpError(
+          400,
+          `row ${row}: the model gives a non-finite ${this.taskNames[k]} score (${column[row]}); ` +
+            `its largest dense value is ${largest}, which may lie far outside the training data`,
+          {},
+          { row, task: this.taskNames[k] },
+        );
+      }
+    });
+    return scores;
   }
 
   /** Runs inference.onnx on encoded rows at once, bypassing the batcher. */
