@@ -1,4 +1,5 @@
 /** The onnxrec command: prepare, train, evaluate, serve, visualize and export multi-task models. */
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { readConfig } from "./config.js";
 import { registerExport } from "./export.js";
@@ -8,9 +9,15 @@ import { registerVisualize } from "./visualize.js";
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+function packageVersion(): string {
+  const path = new URL("../package.json", import.meta.url);
+  return (JSON.parse(readFileSync(path, "utf8")) as { version: string }).version;
+}
+
 export function buildProgram(): Command {
   const program = new Command("onnxrec")
     .description("Train and serve multi-task recommendation models with ONNX Runtime")
+    .version(packageVersion(), "-V, --version", "print the onnxrec version")
     .showHelpAfterError();
 
   program

@@ -221,6 +221,13 @@ export async function runEvaluate(modelDir: string, preparedDir: string, split: 
   const dataset = await ArrowDataset.open(join(preparedDir, `${split}.arrow`));
   const session = await Session.create(loaded.inferencePath, `${modelDir} inference`);
   const tasks = loaded.json.tasks;
+  const missing = tasks.filter((t) => !session.outputNames.includes(t.name)).map((t) => t.name);
+  if (missing.length > 0) {
+    await session.release();
+    throw new Error(
+      `${loaded.inferencePath} has no output for task(s) ${missing.join(", ")} of model.json; its outputs are ${session.outputNames.join(", ")}`,
+    );
+  }
   const scores = tasks.map(() => new Float32Array(dataset.length));
   let offset = 0;
   const nSparse = dataset.sparseNames.length;
