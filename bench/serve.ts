@@ -100,8 +100,8 @@ const modelDir = options.model === "tiny" ? (await trainTinyModel()).modelDir : 
 const body = JSON.stringify({ instances: [readRows("ali_ccp_test_sample.csv")[0]] });
 const connectionCounts = options.connections.split(",").map(Number);
 const settings: [string, BatchingOptions][] = [
-  ["on (2 ms delay)", {}],
-  ["on (0 ms delay)", { maxQueueDelayMs: 0 }],
+  ["on (2 ms delay)", { maxQueueDelayMs: 2 }],
+  ["on (0 ms delay, the default)", {}],
   ["off", { maxBatchSize: 1 }],
 ];
 for (const [, batching] of settings) batching.maxConcurrentBatches = options.maxConcurrentBatches;

@@ -11,7 +11,7 @@ import type { EncodedRows } from "../training/features.js";
 import { createDebug } from "./debug.js";
 
 export const DEFAULT_MAX_BATCH_SIZE = 256;
-export const DEFAULT_MAX_QUEUE_DELAY_MS = 2;
+export const DEFAULT_MAX_QUEUE_DELAY_MS = 0;
 export const DEFAULT_MAX_QUEUE_ROWS = 8192;
 export const DEFAULT_MAX_CONCURRENT_BATCHES = 1;
 

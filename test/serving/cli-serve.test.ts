@@ -48,7 +48,7 @@ describe("serveCommand", () => {
     expect(output).toContain('model "alpha" (ple, tasks ctr, cvr), versions 1, 2');
     expect(output).toContain('model "beta" (ple, tasks ctr, cvr), versions 7');
     expect(output).toContain("new versions: not scanned (--poll-interval 0)");
-    expect(output).toContain("micro-batching: up to 256 rows or 2 ms");
+    expect(output).toContain("micro-batching: up to 256 rows or 0 ms");
   });
 
   it("turns batching off", async () => {
@@ -107,7 +107,7 @@ describe("serve arguments", () => {
   });
 
   it("has batching on and polling every 5 s by default", () => {
-    expect(parseServeArgs(["models"])).toMatchObject({ batching: true, pollInterval: 5, maxBatchSize: 256, maxQueueDelayMs: 2, maxQueueRows: 8192 });
+    expect(parseServeArgs(["models"])).toMatchObject({ batching: true, pollInterval: 5, maxBatchSize: 256, maxQueueDelayMs: 0, maxQueueRows: 8192 });
   });
 
   it.each([

@@ -167,7 +167,7 @@ describe("versions", () => {
     expect(res.status).toBe(200);
     expect(res.body.version).toBe(1);
     expect(res.body.versions).toEqual([1, 2]);
-    expect(res.body.batching).toEqual({ maxBatchSize: 256, maxQueueDelayMs: 2, maxQueueRows: 8192, maxConcurrentBatches: 1 });
+    expect(res.body.batching).toEqual({ maxBatchSize: 256, maxQueueDelayMs: 0, maxQueueRows: 8192, maxConcurrentBatches: 1 });
     expect(JSON.stringify(res.body)).not.toContain("vocabularies");
   });
 
