@@ -42,6 +42,16 @@ const trainerSchema = z
       })
       .strict()
       .default({ lr: 1e-3, weightDecay: 1e-5 }),
+    regularizationParams: z
+      .object({
+        embeddingL1: z.number().min(0).optional(),
+        embeddingL2: z.number().min(0).optional(),
+        denseL1: z.number().min(0).optional(),
+        denseL2: z.number().min(0).optional(),
+      })
+      .strict()
+      .optional()
+      .describe("L1/L2 penalties of embeddings (rows a batch touches) and other weights, batch norm excluded"),
     schedulerParams: z
       .object({ stepSize: z.number().int().positive(), gamma: z.number().positive() })
       .strict()

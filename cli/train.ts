@@ -134,6 +134,7 @@ export async function runTrain(
   const trainer = new MTLTrainer(model, {
     optimizerParams: t.optimizerParams,
     schedulerParams: t.schedulerParams,
+    regularizationParams: t.regularizationParams,
     adaptiveParams: t.adaptiveParams,
     resume: options.resume,
     nEpoch: t.nEpoch,

@@ -110,6 +110,37 @@ export interface TrainingGraphOptions {
   exposeGradients?: boolean;
   /** Where dropout masks come from (see ContextOptions.dropoutMasks). Default "host". */
   dropoutMasks?: "graph" | "host";
+  regularization?: RegularizationParams;
+}
+
+/**
+ * L1 and L2 penalties added to the training loss, as torch-rechub's
+ * RegularizationLoss adds them: embeddings apart from every other parameter,
+ * batch norm scales and shifts excluded. Embedding penalties cover the rows
+ * the batch touches, not the whole tables, as the rows' updates do.
+ */
+export interface RegularizationParams {
+  embeddingL1?: number;
+  embeddingL2?: number;
+  denseL1?: number;
+  denseL2?: number;
+}
+
+function penaltyOf(tensors: Tensor[], l1: number, l2: number): Tensor[] {
+  const terms: Tensor[] = [];
+  for (const t of tensors) {
+    if (l1 > 0) terms.push(op.mul(op.reduceSum(op.abs(t), null), l1));
+    if (l2 > 0) terms.push(op.mul(op.reduceSum(op.mul(t, t), null), l2));
+  }
+  return terms;
+}
+
+function regularization(dense: Tensor[], rows: Tensor[], params: RegularizationParams): Tensor | null {
+  const terms = [
+    ...penaltyOf(dense, params.denseL1 ?? 0, params.denseL2 ?? 0),
+    ...penaltyOf(rows, params.embeddingL1 ?? 0, params.embeddingL2 ?? 0),
+  ];
+  return terms.length === 0 ? null : op.sum(terms);
 }
 
 export interface BuiltProgram {
@@ -156,7 +187,13 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   const losses = outputs.map((output, i) =>
     taskLoss(model.taskTypes[i], output, op.slice(labels, [i], [i + 1], [1])),
   );
-  const loss = combineLosses(ctx, losses, options.lossWeighting);
+  const taskTotal = combineLosses(ctx, losses, options.lossWeighting);
+  const penalty = regularization(
+    ctx.parameterTensors.filter((_, i) => ctx.parameters[i].group !== "norm"),
+    sparse.map((s) => s.rows),
+    options.regularization ?? {},
+  );
+  const loss = penalty === null ? taskTotal : op.add(taskTotal, penalty);
 
   const wrt = [...ctx.parameterTensors, ...sparse.map((s) => s.rows)];
   const gradients = grad(loss, wrt);

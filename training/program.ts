@@ -15,6 +15,7 @@ import {
   buildTrainingGraph,
   denseFeatures,
   io,
+  type RegularizationParams,
   sparseFeatures,
 } from "../graph/programs.js";
 import { type Feeds, Session, tensor } from "../runtime/node.js";
@@ -37,6 +38,7 @@ export interface ProgramOptions {
   taskNames: string[];
   lossWeighting: LossWeighting;
   optimizer: AdamOptions;
+  regularization?: RegularizationParams;
   seed: number;
   /** onnxruntime intra-op threads. Default 2. */
   threads?: number;
@@ -162,6 +164,7 @@ export class ModelProgram {
     const train = buildTrainingGraph(model, {
       lossWeighting: options.lossWeighting,
       optimizer: options.optimizer,
+      regularization: options.regularization,
       seed: options.seed,
     });
     const evaluation = buildEvalGraph(model, options.taskNames);

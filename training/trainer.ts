@@ -8,7 +8,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { LossWeighting } from "../graph/losses.js";
 import type { MultiTaskModel } from "../graph/models/model.js";
-import { sparseFeatures } from "../graph/programs.js";
+import { type RegularizationParams, sparseFeatures } from "../graph/programs.js";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.js";
 import { renderTrainingCurves } from "./curves.js";
 import { ColumnMapping, type DataLoader } from "./loader.js";
@@ -34,6 +34,8 @@ export type AdaptiveParams = { method: "equal" } | { method: "uwl"; clamp?: bool
 
 export interface TrainerOptions {
   optimizerParams?: OptimizerParams;
+  /** L1 and L2 penalties of embeddings and of the other weights (batch norm excluded), added to the loss. Default none. */
+  regularizationParams?: RegularizationParams;
   /** Loss weighting across tasks. Default equal weights (the mean of the task losses). */
   adaptiveParams?: AdaptiveParams;
   /** Default 10. */
@@ -111,6 +113,11 @@ export class MTLTrainer {
     if (this.taskNames.length !== nTask) {
       throw new RangeError(`MTLTrainer: taskNames has ${this.taskNames.length} names for ${nTask} tasks`);
     }
+    for (const [key, value] of Object.entries(options.regularizationParams ?? {})) {
+      if (typeof value !== "number" || !(value >= 0)) {
+        throw new RangeError(`MTLTrainer: regularizationParams.${key} must be a number >= 0, got ${JSON.stringify(value)}`);
+      }
+    }
     const schedule = options.schedulerParams;
     if (schedule !== undefined) {
       if (!Number.isInteger(schedule.stepSize) || schedule.stepSize < 1) {
@@ -146,6 +153,7 @@ export class MTLTrainer {
           beta2: o.beta2,
           epsilon: o.epsilon,
         },
+        regularization: this.options.regularizationParams,
         seed: this.options.seed,
         threads: this.options.threads,
       });

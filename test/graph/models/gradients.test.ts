@@ -4,7 +4,7 @@ import { MMOE } from "../../../graph/models/mmoe.js";
 import type { MultiTaskModel } from "../../../graph/models/model.js";
 import { PLE } from "../../../graph/models/ple.js";
 import { SharedBottom } from "../../../graph/models/shared-bottom.js";
-import { buildTrainingGraph, io, sparseFeatures } from "../../../graph/programs.js";
+import { type RegularizationParams, buildTrainingGraph, io, sparseFeatures } from "../../../graph/programs.js";
 import { type Feeds, Session, tensor } from "../../../runtime/node.js";
 import { RowPlanner } from "../../../training/program.js";
 import { initialState } from "../../../training/state.js";
@@ -17,13 +17,14 @@ import { referenceFeatures } from "../../fixtures/features.js";
  * against central differences. Ids repeat within the batch, and the session
  * uses 2 intra-op threads, where a scatter-add gradient would go wrong.
  */
-async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "uwl") {
+async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "uwl", regularization?: RegularizationParams) {
   const built = buildTrainingGraph(model, {
     lossWeighting: { method: weighting },
     optimizer: {},
     seed: 1,
     dtype: "float64",
     exposeGradients: true,
+    regularization,
   });
   const session = await Session.create(emitModel(built.graph, { outputs: built.outputs, inputs: built.inputs }), "ple gradcheck", {
     threads: 2,
@@ -87,7 +88,8 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
   await compare(params, result.grad_params.data as Float64Array);
   for (let k = 0; k < rows.length; k++) await compare(rows[k], result[`grad_${io.rows(k)}`].data as Float64Array);
   await session.release();
-  return { worst, checked, parameters: params.length };
+  const groups = ctx.parameters.flatMap((spec) => new Array<string>(spec.size).fill(spec.group));
+  return { worst, checked, parameters: params.length, params, groups, gradient: result.grad_params.data as Float64Array };
 }
 
 const taskTypes: ("classification" | "regression")[] = ["classification", "regression"];
@@ -115,6 +117,19 @@ describe("whole-model loss gradients", () => {
   it("PLE with UWL", async () => {
     const { worst } = await checkModelGradient(tinyPle(), "uwl");
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("PLE with L1 and L2 penalties", async () => {
+    const penalties = { embeddingL1: 1e-3, embeddingL2: 1e-2, denseL1: 1e-3, denseL2: 1e-2 };
+    const penalised = await checkModelGradient(tinyPle(), "equal", penalties);
+    expect(penalised.worst).toBeLessThan(1e-4);
+
+    // The penalties add l1 * sign(p) + 2 * l2 * p to each gradient, batch norm parameters excepted.
+    const plain = await checkModelGradient(tinyPle(), "equal");
+    penalised.params.forEach((p, i) => {
+      const extra = penalised.groups[i] === "norm" ? 0 : 1e-3 * Math.sign(p) + 2 * 1e-2 * p;
+      expect(penalised.gradient[i] - plain.gradient[i]).toBeCloseTo(extra, 10);
+    });
   });
 
   it("MMOE", async () => {
