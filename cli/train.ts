@@ -88,9 +88,9 @@ function formatScores(scores: TaskScores): string {
 }
 
 /**
- * AUC needs positive and negative labels, so a classification task whose
- * train, val or test split has one class would fail after training; this
- * check fails before it, naming the task and the split.
+ * Checks that every classification task has both classes in each split.
+ * AUC is undefined for a split with one class, so training would fail at its
+ * end; this check fails first and names the task and the split.
  */
 function checkBothClasses(config: Config, splits: Record<string, ArrowDataset>): void {
   for (const label of config.labels) {

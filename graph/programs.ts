@@ -108,7 +108,7 @@ export interface TrainingGraphOptions {
   dtype?: "float32" | "float64";
   /** Also output the flat gradient (`grad_params`) and each feature's row gradient (`grad_emb{k}_rows`). */
   exposeGradients?: boolean;
-  /** Where dropout masks come from (see ContextOptions.dropoutMasks). Default "host". */
+  /** Source of the dropout masks (see ContextOptions.dropoutMasks). Default "host". */
   dropoutMasks?: "graph" | "host";
   regularization?: RegularizationParams;
 }
