@@ -1,6 +1,7 @@
 /**
  * The HTTP API: TensorFlow Serving REST routes (routes-v1.ts), Open Inference
- * Protocol V2 routes (routes-v2.ts), a health check and Prometheus metrics.
+ * Protocol V2 routes (routes-v2.ts), a health check, Prometheus metrics and
+ * the web page that scores rows in the browser (routes-web.ts).
  * `createApp` builds the Express app without listening, so tests can drive it
  * in process.
  */
@@ -14,6 +15,7 @@ import { LoadedModel } from "./model.js";
 import { ModelRepository } from "./repository.js";
 import { registerV1Routes } from "./routes-v1.js";
 import { registerV2Routes } from "./routes-v2.js";
+import { registerWebRoutes } from "./routes-web.js";
 
 export { type BatchingOptions, QueueFullError } from "./batcher.js";
 export { HttpError, parseByteSize } from "./http.js";
@@ -36,6 +38,8 @@ export interface AppOptions {
   metrics?: ServingMetrics;
   /** Origins allowed by CORS, as a list or a comma-separated string; "*" allows any. Default: CORS off, no CORS headers. */
   cors?: string | readonly string[];
+  /** Serve the web page at GET / with the model files it loads (default true); see routes-web.ts. */
+  web?: boolean;
 }
 
 /** Builds the Express app that serves a model or a repository. It does not listen. */
@@ -74,6 +78,7 @@ export function createApp(source: LoadedModel | ModelRepository, options: AppOpt
   const context = { repository, maxInstances, jsonBody: jsonBody(bodyLimitBytes) };
   registerV1Routes(app, context);
   registerV2Routes(app, context);
+  if (options.web ?? true) registerWebRoutes(app, context);
 
   app.use((req, _res, next) => {
     next(new HttpError(404, `no route for ${req.method} ${requestPath(req)}`));
