@@ -92,6 +92,16 @@ const modelSchema = z.discriminatedUnion("kind", [
     .object({ kind: z.literal("mmoe"), nExpert: z.number().int().positive(), expertParams: mlpSchema, towerParamsList: towersSchema })
     .strict(),
   z.object({ kind: z.literal("shared-bottom"), bottomParams: mlpSchema, towerParamsList: towersSchema }).strict(),
+  z
+    .object({
+      kind: z.literal("esmm"),
+      userFeatures: z.array(z.string()).min(1),
+      itemFeatures: z.array(z.string()).min(1),
+      cvrParams: mlpSchema,
+      ctrParams: mlpSchema,
+    })
+    .strict()
+    .describe("tasks, in label order: cvr, ctr, ctcvr; ctr and ctcvr train"),
 ]);
 
 const configSchema = z
@@ -150,7 +160,10 @@ export function parseConfig(raw: unknown, path: string): Config {
   } catch (error) {
     throw new ConfigError(`invalid config ${path}: ${(error as Error).message}`);
   }
-  if (c.model.towerParamsList.length !== labels.length) {
+  if (c.model.kind === "esmm" && labels.length !== 3) {
+    throw new ConfigError(`invalid config ${path}: an ESMM model has 3 tasks (cvr, ctr, ctcvr), but there are ${labels.length} labels`);
+  }
+  if ("towerParamsList" in c.model && c.model.towerParamsList.length !== labels.length) {
     throw new ConfigError(
       `invalid config ${path}: model.towerParamsList has ${c.model.towerParamsList.length} towers, but there are ${labels.length} tasks (one tower per label)`,
     );

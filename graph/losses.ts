@@ -1,7 +1,7 @@
 /** Task losses and their weighting, emitted into the training graph. */
 import { GraphError, type Tensor } from "./builder.js";
 import type { ModelContext } from "./layers/context.js";
-import type { TaskType } from "./models/model.js";
+import type { TaskHead, TaskType } from "./models/model.js";
 import * as op from "./ops/index.js";
 
 /**
@@ -24,13 +24,27 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, labels: Tensor): Te
   return loss;
 }
 
+/**
+ * Mean binary cross-entropy of probabilities against labels, with each log
+ * clamped at -100 as torch.nn.BCELoss clamps it, so a probability of 0 or 1
+ * gives a finite loss.
+ */
+export function binaryCrossEntropy(probabilities: Tensor, labels: Tensor): Tensor {
+  const logP = op.max(op.log(probabilities), -100);
+  const logNotP = op.max(op.log(op.sub(op.scalarLike(probabilities, 1), probabilities)), -100);
+  const perRow = op.add(op.mul(labels, logP), op.mul(op.sub(op.scalarLike(labels, 1), labels), logNotP));
+  return op.neg(op.reduceMean(perRow, null));
+}
+
 export function meanSquaredError(predictions: Tensor, targets: Tensor): Tensor {
   const difference = op.sub(predictions, targets);
   return op.reduceMean(op.mul(difference, difference), null);
 }
 
-export function taskLoss(type: TaskType, output: Tensor, label: Tensor): Tensor {
-  return type === "classification" ? binaryCrossEntropyWithLogits(output, label) : meanSquaredError(output, label);
+/** Returns a task's loss from its head: BCE from the logit where there is one, else from the probability; MSE for regression. */
+export function taskLoss(type: TaskType, head: TaskHead, label: Tensor): Tensor {
+  if (type === "regression") return meanSquaredError(head.score, label);
+  return head.logit ? binaryCrossEntropyWithLogits(head.logit, label) : binaryCrossEntropy(head.score, label);
 }
 
 export type LossWeighting =

@@ -9,12 +9,12 @@
  * moments, and writes the updated rows back, so a step costs O(batch), not
  * O(vocabulary).
  */
-import { Graph, GraphError, type Tensor } from "./builder.js";
+import { Graph, GraphError, Tensor } from "./builder.js";
 import { grad } from "./autodiff.js";
 import { ModelContext, type TrainedValues } from "./layers/context.js";
 import { type LossWeighting, combineLosses, taskLoss } from "./losses.js";
 import type { DenseFeature, SparseFeature } from "./models/features.js";
-import type { EmbeddedInput, MultiTaskModel } from "./models/model.js";
+import type { EmbeddedInput, MultiTaskModel, TaskHead } from "./models/model.js";
 import * as op from "./ops/index.js";
 import { type AdamOptions, adamUpdate } from "./optimizer.js";
 
@@ -148,6 +148,8 @@ export interface BuiltProgram {
   ctx: ModelContext;
   outputs: Record<string, Tensor>;
   inputs: Tensor[];
+  /** In a training graph, the tasks whose losses train the model, in task order. */
+  trainedTasks?: number[];
 }
 
 /** Builds the training step graph; see `io` for its inputs and outputs. */
@@ -183,11 +185,10 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     sparse.map((s) => lookupRows(s.rows, s.idx, s.order, s.ends)),
     dense,
   );
-  const outputs = model.forward(ctx, embedded);
-  const losses = outputs.map((output, i) =>
-    taskLoss(model.taskTypes[i], output, op.slice(labels, [i], [i + 1], [1])),
-  );
-  const taskTotal = combineLosses(ctx, losses, options.lossWeighting);
+  const heads = taskHeads(model, model.forward(ctx, embedded));
+  const losses = heads.map((head, i) => taskLoss(model.taskTypes[i], head, op.slice(labels, [i], [i + 1], [1])));
+  const trained = losses.filter((_, i) => heads[i].trains !== false);
+  const taskTotal = combineLosses(ctx, trained, options.lossWeighting);
   const penalty = regularization(
     ctx.parameterTensors.filter((_, i) => ctx.parameters[i].group !== "norm"),
     sparse.map((s) => s.rows),
@@ -223,14 +224,25 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     result[io.out(io.rowsM(k))] = updated.m;
     result[io.out(io.rowsV(k))] = updated.v;
   });
-  return { graph, ctx, outputs: result, inputs: graph.inputs };
+  const trainedTasks = heads.flatMap((head, i) => (head.trains === false ? [] : [i]));
+  return { graph, ctx, outputs: result, inputs: graph.inputs, trainedTasks };
 }
 
-function taskOutputs(model: MultiTaskModel, taskNames: readonly string[], raw: Tensor[]): Record<string, Tensor> {
+/** Turns a model's outputs into heads: a raw classification output is a logit whose sigmoid is the score. */
+export function taskHeads(model: MultiTaskModel, outputs: (Tensor | TaskHead)[]): TaskHead[] {
+  if (outputs.length !== model.taskTypes.length) {
+    throw new GraphError(`${model.kind}: forward returned ${outputs.length} outputs for ${model.taskTypes.length} tasks`);
+  }
+  return outputs.map((output, i) => {
+    if (!(output instanceof Tensor)) return output;
+    return model.taskTypes[i] === "classification" ? { logit: output, score: op.sigmoid(output) } : { score: output };
+  });
+}
+
+function taskOutputs(model: MultiTaskModel, taskNames: readonly string[], raw: (Tensor | TaskHead)[]): Record<string, Tensor> {
   const outputs: Record<string, Tensor> = {};
-  raw.forEach((output, i) => {
-    const score = model.taskTypes[i] === "classification" ? op.sigmoid(output) : output;
-    outputs[taskNames[i]] = op.reshape(score, [-1]);
+  taskHeads(model, raw).forEach((head, i) => {
+    outputs[taskNames[i]] = op.reshape(head.score, [-1]);
   });
   return outputs;
 }

@@ -416,7 +416,7 @@ function checkColumnRoles(features: readonly FeatureSpec[], labels: readonly Lab
     roles.set(column, role);
   };
   for (const f of features) claim(f.name, "a feature");
-  for (const l of labels) claim(l.column, "a label");
+  for (const column of new Set(labels.map((l) => l.column))) claim(column, "a label");
   for (const name of extras) claim(name, "an extra column");
 }
 

@@ -203,7 +203,8 @@ export function parseFeatureSpecs(value: unknown): FeatureSpec[] {
 
 /**
  * Checks a label spec list and returns a copy. There must be at least one
- * label, task names must be unique and every label needs its own column.
+ * label and task names must be unique. Tasks may share a label column, as
+ * ESMM's cvr and ctcvr tasks share the purchase label.
  */
 export function parseLabelSpecs(value: unknown): LabelSpec[] {
   if (!Array.isArray(value)) {
@@ -211,7 +212,6 @@ export function parseLabelSpecs(value: unknown): LabelSpec[] {
   }
   if (value.length === 0) throw new SpecError("Invalid label spec: at least one label is required");
   const tasks = new Set<string>();
-  const columns = new Set<string>();
   return value.map((item: unknown, index) => {
     const where = `label ${index}`;
     const record = expectRecord(item, where);
@@ -229,11 +229,7 @@ export function parseLabelSpecs(value: unknown): LabelSpec[] {
       );
     }
     if (tasks.has(task)) throw new SpecError(`Invalid label spec: duplicate task ${JSON.stringify(task)}`);
-    if (columns.has(column)) {
-      throw new SpecError(`Invalid label spec: column ${JSON.stringify(column)} is used by more than one task`);
-    }
     tasks.add(task);
-    columns.add(column);
     return { task, column, type };
   });
 }

@@ -130,6 +130,8 @@ export class ModelProgram {
   readonly evalModel: Uint8Array;
   readonly modelParameterCount: number;
   readonly dropoutMasks: readonly DropoutMaskSpec[];
+  /** Tasks whose losses train the model, in task order. */
+  readonly trainedTasks: readonly number[];
   private readonly planners: RowPlanner[];
   /** Masks drawn during the previous run for the next step, and the generator states around them. */
   private ahead?: { size: number; from: DropoutState; to: DropoutState; masks: Float32Array[] };
@@ -145,9 +147,11 @@ export class ModelProgram {
       state: TrainingState;
       modelParameterCount: number;
       dropoutMasks: DropoutMaskSpec[];
+      trainedTasks: number[];
     },
   ) {
     this.dropoutMasks = built.dropoutMasks;
+    this.trainedTasks = built.trainedTasks;
     this.trainingModel = built.trainingModel;
     this.evalModel = built.evalModel;
     this.state = built.state;
@@ -188,6 +192,7 @@ export class ModelProgram {
       state,
       modelParameterCount: evaluation.ctx.totalParameters,
       dropoutMasks: train.ctx.dropoutMasks,
+      trainedTasks: train.trainedTasks ?? model.taskTypes.map((_, i) => i),
     });
   }
 
@@ -312,11 +317,12 @@ export class ModelProgram {
     return emitModel(built.graph, { outputs: built.outputs, inputs: built.inputs, metadata });
   }
 
-  /** Learned UWL weights w_i, or undefined when the loss weighting has none. */
-  lossWeights(): Float32Array | undefined {
+  /** Learned UWL weights w_i by task name, for the tasks that train, or undefined when the loss weighting has none. */
+  lossWeights(): Record<string, number> | undefined {
     if (this.options.lossWeighting.method !== "uwl") return undefined;
-    const n = this.model.taskTypes.length;
-    return this.state.params.slice(this.state.params.length - n);
+    const tasks = this.trainedTasks;
+    const start = this.state.params.length - tasks.length;
+    return Object.fromEntries(tasks.map((task, i) => [this.options.taskNames[task], this.state.params[start + i]]));
   }
 
   async release(): Promise<void> {

@@ -221,7 +221,7 @@ export class MTLTrainer {
         epoch: epoch + 1,
         trainLoss: Object.fromEntries(this.taskNames.map((name, i) => [name, lossSums[i] / Math.max(steps, 1)])),
         valMetric,
-        lossWeights: weights && Object.fromEntries(this.taskNames.map((name, i) => [name, weights[i]])),
+        lossWeights: weights,
         lr,
         seconds,
         samplesPerSecond: rows / seconds,

@@ -16,13 +16,29 @@ export interface EmbeddedInput {
   inputDim: number;
 }
 
+/**
+ * A task output that is not a plain logit or value: ESMM's CTCVR is the
+ * product of two probabilities, and its CVR task does not train on its own label.
+ */
+export interface TaskHead {
+  /** The served score, [N, 1]: a probability for classification, the value for regression. */
+  score: Tensor;
+  /** The logit whose sigmoid is `score`, when there is one; the loss then uses the stable form. */
+  logit?: Tensor;
+  /** Whether the task's loss joins the training loss. Default true. */
+  trains?: boolean;
+}
+
 export interface MultiTaskModel {
   /** The registry name used in configs and model.json, such as "ple". */
   readonly kind: string;
   readonly features: readonly Feature[];
   readonly taskTypes: readonly TaskType[];
-  /** Builds one raw output [N, 1] per task: a logit for classification, the value for regression. */
-  forward(ctx: ModelContext, input: EmbeddedInput): Tensor[];
+  /**
+   * Builds one output per task: a raw [N, 1] tensor (a logit for
+   * classification, the value for regression) or a TaskHead.
+   */
+  forward(ctx: ModelContext, input: EmbeddedInput): (Tensor | TaskHead)[];
   /** The options that rebuild this model, features excepted, as JSON. */
   options(): Record<string, unknown>;
   /** Describes the layers and how they connect, for graph/visualize.ts; tasks default to task0, task1, ... */

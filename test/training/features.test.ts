@@ -390,13 +390,6 @@ describe("parseLabelSpecs", () => {
         ],
         /duplicate task "ctr"/,
       ],
-      [
-        [
-          { task: "ctr", column: "click", type: "classification" },
-          { task: "cvr", column: "click", type: "classification" },
-        ],
-        /column "click" is used by more than one task/,
-      ],
     ];
     for (const [input, message] of cases) {
       expect(() => parseLabelSpecs(input)).toThrow(message);

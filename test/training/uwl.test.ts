@@ -45,11 +45,11 @@ async function trainUwl(clamp: boolean) {
       0.02,
     );
     if (step >= steps - 100) result.taskLosses.forEach((l, i) => (recent[i] += l / 100));
-    if (step === steps - 200) earlier = Array.from(program.lossWeights()!);
+    if (step === steps - 200) earlier = Object.values(program.lossWeights()!);
   }
   const weights = program.lossWeights()!;
   await program.release();
-  return { weights: Array.from(weights), earlier, targets: recent.map((l) => Math.log(2 * l)) };
+  return { weights: Object.values(weights), earlier, targets: recent.map((l) => Math.log(2 * l)) };
 }
 
 describe("UWL loss weighting", () => {

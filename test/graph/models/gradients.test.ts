@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { emitModel } from "../../../graph/emit.js";
+import { ESMM } from "../../../graph/models/esmm.js";
+import type { SparseFeature } from "../../../graph/models/features.js";
 import { MMOE } from "../../../graph/models/mmoe.js";
 import type { MultiTaskModel } from "../../../graph/models/model.js";
 import { PLE } from "../../../graph/models/ple.js";
@@ -43,8 +45,12 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
   ];
   const plans = sparseFeatures(model).map((f, k) => new RowPlanner(f.name, f.vocabSize).plan(ids[k]));
   const rows = sparseFeatures(model).map((f, k) => Float64Array.from({ length: plans[k].unique.length * f.embedDim }, () => random() - 0.5));
-  const dense = Float64Array.from({ length: n * 2 }, () => random());
-  const labels = Float64Array.from({ length: n * 2 }, (_, i) => (i % 2 === 0 ? (random() < 0.5 ? 1 : 0) : random() * 2));
+  const nDense = model.features.filter((f) => f.kind === "dense").length;
+  const nTask = model.taskTypes.length;
+  const dense = Float64Array.from({ length: n * nDense }, () => random());
+  const labels = Float64Array.from({ length: n * nTask }, (_, i) =>
+    model.taskTypes[i % nTask] === "classification" ? (random() < 0.5 ? 1 : 0) : random() * 2,
+  );
   const feeds = (): Feeds => {
     const f: Feeds = {
       [io.params]: tensor(params, [params.length]),
@@ -53,9 +59,9 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
       [io.normState]: tensor(Float64Array.from(state.normState), [state.normState.length]),
       [io.lr]: tensor(new Float64Array([0]), []),
       [io.step]: tensor(new Float64Array([1]), []),
-      [io.dense]: tensor(dense, [n, 2]),
-      [io.labels]: tensor(labels, [n, 2]),
+      [io.labels]: tensor(labels, [n, nTask]),
     };
+    if (nDense > 0) f[io.dense] = tensor(dense, [n, nDense]);
     sparseFeatures(model).forEach((feature, k) => {
       const shape = [plans[k].unique.length, feature.embedDim];
       f[io.rows(k)] = tensor(rows[k], shape);
@@ -130,6 +136,13 @@ describe("whole-model loss gradients", () => {
       const extra = penalised.groups[i] === "norm" ? 0 : 1e-3 * Math.sign(p) + 2 * 1e-2 * p;
       expect(penalised.gradient[i] - plain.gradient[i]).toBeCloseTo(extra, 10);
     });
+  });
+
+  it("ESMM, through the product of probabilities", async () => {
+    const [a, b, c] = referenceFeatures() as SparseFeature[];
+    const model = new ESMM({ userFeatures: [a, b], itemFeatures: [c], cvrParams: { dims: [4] }, ctrParams: { dims: [3] } });
+    const { worst } = await checkModelGradient(model, "uwl");
+    expect(worst).toBeLessThan(1e-4);
   });
 
   it("MMOE", async () => {
