@@ -75,7 +75,8 @@ export async function serveCommand(modelPath: string, options: ServeOptions = {}
     print(`  model "${name}" (${latest.json.model.kind}, tasks ${latest.taskNames.join(", ")}), versions ${versions.join(", ")}`);
   }
   const { maxBatchSize, maxQueueDelayMs } = model.batching;
-  print(maxBatchSize > 1 ? `  micro-batching: up to ${maxBatchSize} rows or ${maxQueueDelayMs} ms` : "  micro-batching: off");
+  const delay = maxQueueDelayMs > 0 ? `, waiting up to ${maxQueueDelayMs} ms for more rows` : ", no queue delay";
+  print(maxBatchSize > 1 ? `  micro-batching: up to ${maxBatchSize} rows per run${delay}` : "  micro-batching: off");
   if (repository.layout === "repository") {
     const seconds = options.pollInterval ?? DEFAULT_POLL_INTERVAL_MS / 1000;
     print(seconds > 0 ? `  new versions: scanned every ${seconds} s` : "  new versions: not scanned (--poll-interval 0)");

@@ -48,7 +48,7 @@ describe("serveCommand", () => {
     expect(output).toContain('model "alpha" (ple, tasks ctr, cvr), versions 1, 2');
     expect(output).toContain('model "beta" (ple, tasks ctr, cvr), versions 7');
     expect(output).toContain("new versions: not scanned (--poll-interval 0)");
-    expect(output).toContain("micro-batching: up to 256 rows or 0 ms");
+    expect(output).toContain("micro-batching: up to 256 rows per run, no queue delay");
   });
 
   it("turns batching off", async () => {
