@@ -61,6 +61,7 @@ const trainerSchema = z
       .discriminatedUnion("method", [
         z.object({ method: z.literal("equal") }).strict(),
         z.object({ method: z.literal("uwl"), clamp: z.boolean().optional() }).strict(),
+        z.object({ method: z.literal("gradnorm"), alpha: z.number().min(0).optional() }).strict(),
       ])
       .default({ method: "equal" }),
   })

@@ -148,7 +148,7 @@ export async function runTrain(
     onEpoch: (e) =>
       log(
         `epoch ${e.epoch}: train loss ${formatScores(e.trainLoss)} | val ${formatScores(e.valMetric)}` +
-          `${e.lossWeights ? ` | uwl weights ${formatScores(e.lossWeights)}` : ""}` +
+          `${e.lossWeights ? ` | loss weights ${formatScores(e.lossWeights)}` : ""}` +
           ` | ${Math.round(e.samplesPerSecond).toLocaleString("en-US")} samples/s${e.improved ? " *" : ""}`,
       ),
   });

@@ -55,9 +55,21 @@ export type LossWeighting =
    * so w_i moves toward log(2 * L_i). `clamp` uses max(w_i, 0) as the
    * reference does; the gradient then stops for good once w_i drops below 0.
    */
-  | { method: "uwl"; clamp?: boolean };
+  | { method: "uwl"; clamp?: boolean }
+  /**
+   * GradNorm (Chen et al., ICML 2018): the loss is sum_i w_i * L_i, with
+   * weights w_i from 1 learned so that each weighted task's gradient norm on
+   * the last shared weight matrix approaches the mean norm times
+   * r_i^alpha, r_i being the task's loss ratio to its first-step loss
+   * relative to the mean ratio; the weights are renormalised to sum to the
+   * number of tasks after every step. Default alpha 0.16.
+   */
+  | { method: "gradnorm"; alpha?: number };
 
-export const LOSS_WEIGHTINGS = ["equal", "uwl"] as const;
+export const LOSS_WEIGHTINGS = ["equal", "uwl", "gradnorm"] as const;
+
+/** Name of the GradNorm task weights among a model context's parameters. */
+export const GRADNORM_WEIGHTS = "gradnorm_weights";
 
 /**
  * Combines task losses [nTask scalars] into the training loss. UWL weights
@@ -75,6 +87,10 @@ export function combineLosses(ctx: ModelContext, losses: Tensor[], weighting: Lo
         return op.add(op.mul(op.mul(loss, op.exp(op.neg(w))), 2), w);
       });
       return op.sum(terms);
+    }
+    case "gradnorm": {
+      const weights = ctx.param(GRADNORM_WEIGHTS, [losses.length], { kind: "constant", value: 1 }, "loss");
+      return op.sum(losses.map((loss, i) => op.mul(loss, op.reshape(op.slice(weights, [i], [i + 1], [0]), []))));
     }
     default:
       throw new GraphError(

@@ -12,7 +12,8 @@
 import { Graph, GraphError, Tensor } from "./builder.js";
 import { grad } from "./autodiff.js";
 import { ModelContext, type TrainedValues } from "./layers/context.js";
-import { type LossWeighting, combineLosses, taskLoss } from "./losses.js";
+import { gradNormStep, renormalise } from "./gradnorm.js";
+import { GRADNORM_WEIGHTS, type LossWeighting, combineLosses, taskLoss } from "./losses.js";
 import type { DenseFeature, SparseFeature } from "./models/features.js";
 import type { EmbeddedInput, MultiTaskModel, TaskHead } from "./models/model.js";
 import * as op from "./ops/index.js";
@@ -33,6 +34,8 @@ export const io = {
   labels: "labels",
   loss: "loss",
   taskLosses: "task_losses",
+  gradnormInitial: "gradnorm_initial",
+  gradnormNorms: "gradnorm_norms",
   out: (name: string) => `${name}_out`,
   rows: (k: number) => `emb${k}_rows`,
   rowsM: (k: number) => `emb${k}_m`,
@@ -198,8 +201,14 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
 
   const wrt = [...ctx.parameterTensors, ...sparse.map((s) => s.rows)];
   const gradients = grad(loss, wrt);
+  const weighting = options.lossWeighting;
+  const gradNorm =
+    weighting.method === "gradnorm"
+      ? gradNormStep(model, ctx, trained, graph.input(io.gradnormInitial, dtype, [trained.length]), weighting.alpha ?? 0.16)
+      : undefined;
   const flatGradient = op.concat(
     ctx.parameters.map((spec, i) => {
+      if (gradNorm && spec.name === GRADNORM_WEIGHTS) return gradNorm.weightGradient;
       const g = gradients[i];
       return g === null ? graph.constant(dtype, [spec.size], new Array(spec.size).fill(0)) : op.reshape(g, [-1]);
     }),
@@ -209,12 +218,13 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   const result: Record<string, Tensor> = {
     [io.loss]: loss,
     [io.taskLosses]: op.concat(losses.map((l) => op.reshape(l, [1])), 0),
-    [io.out(io.params)]: t.param,
+    [io.out(io.params)]: gradNorm ? renormalise(t.param, gradNorm.offset, trained.length) : t.param,
     [io.out(io.adamM)]: t.m,
     [io.out(io.adamV)]: t.v,
     [io.out(io.normState)]: ctx.normUpdates.length > 0 ? op.concat(ctx.normUpdates, 0) : op.identity(normState),
   };
   if (options.exposeGradients) result.grad_params = flatGradient;
+  if (gradNorm) result[io.gradnormNorms] = gradNorm.norms;
   sparse.forEach((s, k) => {
     const g = gradients[ctx.parameters.length + k];
     if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);

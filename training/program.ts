@@ -47,6 +47,8 @@ export interface ProgramOptions {
 export interface StepResult {
   loss: number;
   taskLosses: Float32Array;
+  /** GradNorm's weighted gradient norms G_i of the trained tasks, when GradNorm weights the tasks. */
+  gradNorms?: Float32Array;
 }
 
 /** Gathers the distinct ids of one sparse column and lays out what the training graph's lookup needs. */
@@ -229,6 +231,8 @@ export class ModelProgram {
       feeds[io.order(k)] = tensor(plan.order, [batch.size]);
       feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
     });
+    const gradnorm = this.gradnormInitial;
+    if (gradnorm) feeds[io.gradnormInitial] = tensor(gradnorm, [gradnorm.length]);
     const masks = this.takeMasks(batch.size);
     this.dropoutMasks.forEach((spec, k) => (feeds[spec.name] = tensor(masks[k], [batch.size, spec.width])));
     const running = this.trainSession.run(feeds);
@@ -246,9 +250,15 @@ export class ModelProgram {
       scatterRows(s.tablesV[k], unique, f.embedDim, out[io.out(io.rowsV(k))].data as Float32Array);
     });
     s.step = step;
+    // GradNorm measures each task's loss against its loss at the first step.
+    if (gradnorm && gradnorm.every((v) => v === 0)) {
+      const losses = out[io.taskLosses].data as Float32Array;
+      this.trainedTasks.forEach((task, i) => (gradnorm[i] = losses[task]));
+    }
     return {
       loss: (out[io.loss].data as Float32Array)[0],
       taskLosses: out[io.taskLosses].data as Float32Array,
+      gradNorms: out[io.gradnormNorms]?.data as Float32Array | undefined,
     };
   }
 
@@ -317,9 +327,16 @@ export class ModelProgram {
     return emitModel(built.graph, { outputs: built.outputs, inputs: built.inputs, metadata });
   }
 
-  /** Learned UWL weights w_i by task name, for the tasks that train, or undefined when the loss weighting has none. */
+  /** The first-step task losses GradNorm compares with, once known; undefined for other loss weightings. */
+  get gradnormInitial(): Float32Array | undefined {
+    if (this.options.lossWeighting.method !== "gradnorm") return undefined;
+    this.state.gradnormInitial ??= new Float32Array(this.trainedTasks.length);
+    return this.state.gradnormInitial;
+  }
+
+  /** Learned loss weights (UWL's w_i or GradNorm's) by task name, for the tasks that train; undefined for equal weights. */
   lossWeights(): Record<string, number> | undefined {
-    if (this.options.lossWeighting.method !== "uwl") return undefined;
+    if (this.options.lossWeighting.method === "equal") return undefined;
     const tasks = this.trainedTasks;
     const start = this.state.params.length - tasks.length;
     return Object.fromEntries(tasks.map((task, i) => [this.options.taskNames[task], this.state.params[start + i]]));

@@ -20,6 +20,8 @@ export interface TrainingState {
   step: number;
   /** State of the generator that draws dropout masks on the host. */
   dropout: DropoutState;
+  /** GradNorm's first-step task losses, when GradNorm weights the tasks; zeros until the first step. */
+  gradnormInitial?: Float32Array;
 }
 
 /**
@@ -76,5 +78,6 @@ export function cloneState(state: TrainingState): TrainingState {
     tablesV: state.tablesV.map((t) => t.slice()),
     step: state.step,
     dropout: [...state.dropout],
+    gradnormInitial: state.gradnormInitial?.slice(),
   };
 }

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { LossWeighting } from "../graph/losses.js";
+import { LOSS_WEIGHTINGS, type LossWeighting } from "../graph/losses.js";
 import type { MultiTaskModel } from "../graph/models/model.js";
 import { type RegularizationParams, sparseFeatures } from "../graph/programs.js";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.js";
@@ -30,7 +30,7 @@ export interface OptimizerParams {
   epsilon?: number;
 }
 
-export type AdaptiveParams = { method: "equal" } | { method: "uwl"; clamp?: boolean };
+export type AdaptiveParams = LossWeighting;
 
 export interface TrainerOptions {
   optimizerParams?: OptimizerParams;
@@ -75,7 +75,7 @@ export interface EpochLog {
   trainLoss: TaskScores;
   /** Validation metric of each task: AUC for classification, MSE for regression. */
   valMetric: TaskScores;
-  /** UWL weights w_i after the epoch, when UWL is used. */
+  /** Learned loss weights (UWL or GradNorm) after the epoch, when the loss weighting has them. */
   lossWeights?: TaskScores;
   /** Learning rate of the epoch, after the step schedule. */
   lr: number;
@@ -128,10 +128,13 @@ export class MTLTrainer {
       }
     }
     const lossWeighting = this.lossWeighting();
-    if (lossWeighting.method !== "equal" && lossWeighting.method !== "uwl") {
+    if (!(LOSS_WEIGHTINGS as readonly string[]).includes(lossWeighting.method)) {
       throw new RangeError(
-        `MTLTrainer: adaptiveParams.method must be "equal" or "uwl", got ${JSON.stringify((lossWeighting as { method: unknown }).method)}`,
+        `MTLTrainer: adaptiveParams.method must be one of ${LOSS_WEIGHTINGS.join(", ")}, got ${JSON.stringify((lossWeighting as { method: unknown }).method)}`,
       );
+    }
+    if (lossWeighting.method === "gradnorm" && lossWeighting.alpha !== undefined && !(lossWeighting.alpha >= 0)) {
+      throw new RangeError(`MTLTrainer: adaptiveParams.alpha must be a number >= 0, got ${JSON.stringify(lossWeighting.alpha)}`);
     }
   }
 
@@ -336,7 +339,12 @@ export function stateToCheckpoint(state: TrainingState, model: MultiTaskModel): 
   });
   return {
     tensors,
-    metadata: { step: String(state.step), dropoutState: state.dropout.join(","), format: "onnxrec-checkpoint-1" },
+    metadata: {
+      step: String(state.step),
+      dropoutState: state.dropout.join(","),
+      ...(state.gradnormInitial ? { gradnormInitial: Array.from(state.gradnormInitial).join(",") } : {}),
+      format: "onnxrec-checkpoint-1",
+    },
   };
 }
 
@@ -362,5 +370,8 @@ export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, m
     tablesV: sparse.map((f, k) => take(`embedding.${f.name}.adam_v`, like.tablesV[k])),
     step: Number.isFinite(step) ? step : 0,
     dropout: dropout.length === 4 && dropout.every((w) => Number.isInteger(w) && w >= 0) ? (dropout as DropoutState) : like.dropout,
+    gradnormInitial: checkpoint.metadata.gradnormInitial
+      ? Float32Array.from(checkpoint.metadata.gradnormInitial.split(","), Number)
+      : like.gradnormInitial,
   };
 }

@@ -37,6 +37,7 @@ export interface MmoeOptions {
 
 export class MMOE implements MultiTaskModel {
   readonly kind = "mmoe";
+  readonly sharedScopes = ["expert"];
   readonly features: Feature[];
   readonly taskTypes: TaskType[];
   readonly nExpert: number;

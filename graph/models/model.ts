@@ -39,6 +39,11 @@ export interface MultiTaskModel {
    * classification, the value for regression) or a TaskHead.
    */
   forward(ctx: ModelContext, input: EmbeddedInput): (Tensor | TaskHead)[];
+  /**
+   * Parameter scopes shared by every task, such as "cgc" for PLE's extraction
+   * levels; GradNorm balances the gradients on the last 2-D weight under them.
+   */
+  readonly sharedScopes?: readonly string[];
   /** The options that rebuild this model, features excepted, as JSON. */
   options(): Record<string, unknown>;
   /** Describes the layers and how they connect, for graph/visualize.ts; tasks default to task0, task1, ... */

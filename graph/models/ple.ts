@@ -45,6 +45,7 @@ export interface PleOptions {
 
 export class PLE implements MultiTaskModel {
   readonly kind = "ple";
+  readonly sharedScopes = ["cgc"];
   readonly features: Feature[];
   readonly taskTypes: TaskType[];
   readonly nLevel: number;

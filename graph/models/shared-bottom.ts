@@ -31,6 +31,7 @@ export interface SharedBottomOptions {
 
 export class SharedBottom implements MultiTaskModel {
   readonly kind = "shared-bottom";
+  readonly sharedScopes = ["bottom"];
   readonly features: Feature[];
   readonly taskTypes: TaskType[];
   readonly bottomParams: MlpParams;
