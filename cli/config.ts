@@ -62,6 +62,9 @@ const trainerSchema = z
         z.object({ method: z.literal("equal") }).strict(),
         z.object({ method: z.literal("uwl"), clamp: z.boolean().optional() }).strict(),
         z.object({ method: z.literal("gradnorm"), alpha: z.number().min(0).optional() }).strict(),
+        z
+          .object({ method: z.literal("metabalance"), relaxFactor: z.number().min(0).lt(1).optional(), beta: z.number().min(0).lt(1).optional() })
+          .strict(),
       ])
       .default({ method: "equal" }),
   })

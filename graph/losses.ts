@@ -64,9 +64,15 @@ export type LossWeighting =
    * relative to the mean ratio; the weights are renormalised to sum to the
    * number of tasks after every step. Default alpha 0.16.
    */
-  | { method: "gradnorm"; alpha?: number };
+  | { method: "gradnorm"; alpha?: number }
+  /**
+   * MetaBalance: each task's gradient of the shared parameters is scaled
+   * toward the main task's (task 0) gradient norm; see graph/metabalance.ts.
+   * Defaults: relaxFactor 0.7, beta 0.9.
+   */
+  | { method: "metabalance"; relaxFactor?: number; beta?: number };
 
-export const LOSS_WEIGHTINGS = ["equal", "uwl", "gradnorm"] as const;
+export const LOSS_WEIGHTINGS = ["equal", "uwl", "gradnorm", "metabalance"] as const;
 
 /** Name of the GradNorm task weights among a model context's parameters. */
 export const GRADNORM_WEIGHTS = "gradnorm_weights";
@@ -88,6 +94,9 @@ export function combineLosses(ctx: ModelContext, losses: Tensor[], weighting: Lo
       });
       return op.sum(terms);
     }
+    case "metabalance":
+      // The gradients come from each task's loss apart; this sum is the reported loss.
+      return op.sum(losses);
     case "gradnorm": {
       const weights = ctx.param(GRADNORM_WEIGHTS, [losses.length], { kind: "constant", value: 1 }, "loss");
       return op.sum(losses.map((loss, i) => op.mul(loss, op.reshape(op.slice(weights, [i], [i + 1], [0]), []))));

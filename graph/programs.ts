@@ -13,6 +13,7 @@ import { Graph, GraphError, Tensor } from "./builder.js";
 import { grad } from "./autodiff.js";
 import { ModelContext, type TrainedValues } from "./layers/context.js";
 import { gradNormStep, renormalise } from "./gradnorm.js";
+import { metaBalanceGradients } from "./metabalance.js";
 import { GRADNORM_WEIGHTS, type LossWeighting, combineLosses, taskLoss } from "./losses.js";
 import type { DenseFeature, SparseFeature } from "./models/features.js";
 import type { EmbeddedInput, MultiTaskModel, TaskHead } from "./models/model.js";
@@ -36,6 +37,7 @@ export const io = {
   taskLosses: "task_losses",
   gradnormInitial: "gradnorm_initial",
   gradnormNorms: "gradnorm_norms",
+  balanceNorms: "balance_norms",
   out: (name: string) => `${name}_out`,
   rows: (k: number) => `emb${k}_rows`,
   rowsM: (k: number) => `emb${k}_m`,
@@ -153,6 +155,8 @@ export interface BuiltProgram {
   inputs: Tensor[];
   /** In a training graph, the tasks whose losses train the model, in task order. */
   trainedTasks?: number[];
+  /** In a training graph with MetaBalance, the length of its `balance_norms` state. */
+  balanceSize?: number;
 }
 
 /** Builds the training step graph; see `io` for its inputs and outputs. */
@@ -200,8 +204,25 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   const loss = penalty === null ? taskTotal : op.add(taskTotal, penalty);
 
   const wrt = [...ctx.parameterTensors, ...sparse.map((s) => s.rows)];
-  const gradients = grad(loss, wrt);
   const weighting = options.lossWeighting;
+  let gradients: (Tensor | null)[];
+  let balance: ReturnType<typeof metaBalanceGradients> | undefined;
+  let balanceSize = 0;
+  if (weighting.method === "metabalance") {
+    // Embeddings are shared by every task, as in torch-rechub's split of shared and task layers.
+    const scopes = model.sharedScopes ?? [];
+    const shared = [...ctx.parameters.map((spec) => scopes.some((scope) => spec.name.startsWith(scope))), ...sparse.map(() => true)];
+    balanceSize = trained.length * shared.filter(Boolean).length;
+    balance = metaBalanceGradients(trained, wrt, shared, graph.input(io.balanceNorms, dtype, [balanceSize]), weighting);
+    const penaltyGradients = penalty === null ? [] : grad(penalty, wrt);
+    gradients = balance.gradients.map((g, k) => {
+      const extra = penaltyGradients[k];
+      if (!extra) return g;
+      return g === null ? extra : op.add(g, extra);
+    });
+  } else {
+    gradients = grad(loss, wrt);
+  }
   const gradNorm =
     weighting.method === "gradnorm"
       ? gradNormStep(model, ctx, trained, graph.input(io.gradnormInitial, dtype, [trained.length]), weighting.alpha ?? 0.16)
@@ -225,6 +246,7 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
   };
   if (options.exposeGradients) result.grad_params = flatGradient;
   if (gradNorm) result[io.gradnormNorms] = gradNorm.norms;
+  if (balance) result[io.out(io.balanceNorms)] = balance.norms;
   sparse.forEach((s, k) => {
     const g = gradients[ctx.parameters.length + k];
     if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);
@@ -235,7 +257,7 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     result[io.out(io.rowsV(k))] = updated.v;
   });
   const trainedTasks = heads.flatMap((head, i) => (head.trains === false ? [] : [i]));
-  return { graph, ctx, outputs: result, inputs: graph.inputs, trainedTasks };
+  return { graph, ctx, outputs: result, inputs: graph.inputs, trainedTasks, balanceSize };
 }
 
 /** Turns a model's outputs into heads: a raw classification output is a logit whose sigmoid is the score. */

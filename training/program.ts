@@ -134,6 +134,8 @@ export class ModelProgram {
   readonly dropoutMasks: readonly DropoutMaskSpec[];
   /** Tasks whose losses train the model, in task order. */
   readonly trainedTasks: readonly number[];
+  /** Length of MetaBalance's moving-average state; 0 for other loss weightings. */
+  readonly balanceSize: number;
   private readonly planners: RowPlanner[];
   /** Masks drawn during the previous run for the next step, and the generator states around them. */
   private ahead?: { size: number; from: DropoutState; to: DropoutState; masks: Float32Array[] };
@@ -150,8 +152,10 @@ export class ModelProgram {
       modelParameterCount: number;
       dropoutMasks: DropoutMaskSpec[];
       trainedTasks: number[];
+      balanceSize: number;
     },
   ) {
+    this.balanceSize = built.balanceSize;
     this.dropoutMasks = built.dropoutMasks;
     this.trainedTasks = built.trainedTasks;
     this.trainingModel = built.trainingModel;
@@ -195,6 +199,7 @@ export class ModelProgram {
       modelParameterCount: evaluation.ctx.totalParameters,
       dropoutMasks: train.ctx.dropoutMasks,
       trainedTasks: train.trainedTasks ?? model.taskTypes.map((_, i) => i),
+      balanceSize: train.balanceSize ?? 0,
     });
   }
 
@@ -233,6 +238,11 @@ export class ModelProgram {
     });
     const gradnorm = this.gradnormInitial;
     if (gradnorm) feeds[io.gradnormInitial] = tensor(gradnorm, [gradnorm.length]);
+    const balanceSize = this.balanceSize;
+    if (balanceSize > 0) {
+      s.balanceNorms ??= new Float32Array(balanceSize);
+      feeds[io.balanceNorms] = tensor(s.balanceNorms, [balanceSize]);
+    }
     const masks = this.takeMasks(batch.size);
     this.dropoutMasks.forEach((spec, k) => (feeds[spec.name] = tensor(masks[k], [batch.size, spec.width])));
     const running = this.trainSession.run(feeds);
@@ -243,6 +253,7 @@ export class ModelProgram {
     s.adamM = out[io.out(io.adamM)].data as Float32Array;
     s.adamV = out[io.out(io.adamV)].data as Float32Array;
     s.normState = out[io.out(io.normState)].data as Float32Array;
+    if (balanceSize > 0) s.balanceNorms = out[io.out(io.balanceNorms)].data as Float32Array;
     sparse.forEach((f, k) => {
       const unique = plans[k].unique;
       scatterRows(s.tables[k], unique, f.embedDim, out[io.out(io.rows(k))].data as Float32Array);

@@ -22,6 +22,8 @@ export interface TrainingState {
   dropout: DropoutState;
   /** GradNorm's first-step task losses, when GradNorm weights the tasks; zeros until the first step. */
   gradnormInitial?: Float32Array;
+  /** MetaBalance's moving averages of gradient norms, task-major, when MetaBalance weights the tasks. */
+  balanceNorms?: Float32Array;
 }
 
 /**
@@ -79,5 +81,6 @@ export function cloneState(state: TrainingState): TrainingState {
     step: state.step,
     dropout: [...state.dropout],
     gradnormInitial: state.gradnormInitial?.slice(),
+    balanceNorms: state.balanceNorms?.slice(),
   };
 }

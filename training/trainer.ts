@@ -331,6 +331,7 @@ export function stateToCheckpoint(state: TrainingState, model: MultiTaskModel): 
     adam_v: { shape: [state.adamV.length], data: state.adamV },
     norm_state: { shape: [state.normState.length], data: state.normState },
   };
+  if (state.balanceNorms) tensors.balance_norms = { shape: [state.balanceNorms.length], data: state.balanceNorms };
   sparseFeatures(model).forEach((f, k) => {
     const shape = [f.vocabSize, f.embedDim];
     tensors[`embedding.${f.name}`] = { shape, data: state.tables[k] };
@@ -370,6 +371,7 @@ export function checkpointToState(checkpoint: Checkpoint, like: TrainingState, m
     tablesV: sparse.map((f, k) => take(`embedding.${f.name}.adam_v`, like.tablesV[k])),
     step: Number.isFinite(step) ? step : 0,
     dropout: dropout.length === 4 && dropout.every((w) => Number.isInteger(w) && w >= 0) ? (dropout as DropoutState) : like.dropout,
+    balanceNorms: checkpoint.tensors.balance_norms?.data ?? like.balanceNorms,
     gradnormInitial: checkpoint.metadata.gradnormInitial
       ? Float32Array.from(checkpoint.metadata.gradnormInitial.split(","), Number)
       : like.gradnormInitial,
