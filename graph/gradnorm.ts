@@ -2,9 +2,10 @@
  * GradNorm's update of the task weights, emitted into the training graph.
  * The weights' gradient is not that of the training loss but that of
  * sum_i |G_i - target_i|, with G_i = |w_i| * ||dL_i/dW|| for the last shared
- * weight matrix W and target_i = mean(G) * r_i^alpha held constant, as in the
- * paper. torch-rechub's version differs: its target uses the mean loss ratio
- * for every task, and its W is the first embedding table.
+ * weight matrix W and target_i = mean(G) * r_i^alpha held constant, as in
+ * GradNorm (Chen et al., ICML 2018). torch-rechub's version differs: its
+ * target uses the mean loss ratio for every task, and its W is the first
+ * embedding table.
  */
 import { GraphError, type Tensor } from "./builder.js";
 import { grad } from "./autodiff.js";
@@ -14,10 +15,10 @@ import type { MultiTaskModel } from "./models/model.js";
 import * as op from "./ops/index.js";
 
 /**
- * Finds W, the weight whose gradients GradNorm balances: the last 2-D weight
- * under the model's shared scopes that every task's loss depends on (in PLE,
- * a task's own experts and gates sit under the shared scope too), and
- * returns each task's gradient on it.
+ * Finds W, the weight whose gradients GradNorm balances, and returns each
+ * task's gradient on it. W is the last 2-D weight under the model's shared
+ * scopes that every task's loss depends on; in PLE a task's own experts and
+ * gates are under the shared scope too, so not every such weight qualifies.
  */
 function lastSharedWeight(model: MultiTaskModel, ctx: ModelContext, losses: Tensor[]): Tensor[] {
   const scopes = model.sharedScopes;
@@ -44,8 +45,8 @@ export interface GradNormStep {
 
 /**
  * Builds the weights' GradNorm gradient from the trained tasks' losses.
- * `initial` [nTask] holds each task's first-step loss; where it is 0 (the
- * first step) the current loss stands in, so every ratio starts at 1.
+ * `initial` [nTask] holds each task's first-step loss. Where it is 0, at the
+ * first step, the current loss replaces it, so every ratio starts at 1.
  */
 export function gradNormStep(
   model: MultiTaskModel,

@@ -26,8 +26,8 @@ export interface MetaBalanceResult {
 }
 
 /**
- * Builds the balanced gradients of `wrt`. `shared[k]` says whether wrt[k] is
- * shared; `norms` [nTask * nShared] holds the moving averages, task-major, in
+ * Builds the balanced gradients of `wrt`, where `shared[k]` marks wrt[k] as
+ * shared. `norms` [nTask * nShared] holds the moving averages, task-major, in
  * the order the shared tensors appear in `wrt`.
  */
 export function metaBalanceGradients(

@@ -1,11 +1,11 @@
 /**
  * ESMM, the Entire Space Multi-Task Model (Ma et al., SIGIR 2018), laid out as
- * torch-rechub lays it out: the embeddings of the user and item features,
- * concatenated, feed a CVR tower and a CTR tower, each an MLP ending in
+ * torch-rechub lays it out. The concatenated embeddings of the user and item
+ * features feed a CVR tower and a CTR tower, each an MLP ending in
  * Linear(*, 1). The tasks are, in order, cvr (sigmoid of the CVR tower), ctr
- * and ctcvr = ctr x cvr. Only ctr and ctcvr train, on the click and the
- * purchase labels of every impression, so the CVR tower learns P(purchase |
- * click) over the entire impression space without a loss on clicked rows alone.
+ * and ctcvr = ctr x cvr. Only ctr and ctcvr train, on the click and purchase
+ * labels of every impression. So the CVR tower learns P(purchase | click)
+ * over the entire impression space, with no loss on clicked rows alone.
  */
 import type { Tensor } from "../builder.js";
 import type { ModelContext } from "../layers/context.js";
