@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
-import { ACTIVATIONS, type Activation } from "../graph/layers/mlp.js";
+import { type ModelOptions, modelOptionsSchema, taskCountOf } from "../graph/models/schemas.js";
 import { type FeatureSpec, type LabelSpec, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
 
 const ratio = z.number().min(0).max(1);
@@ -70,44 +70,6 @@ const trainerSchema = z
   })
   .strict();
 
-const mlpSchema = z
-  .object({
-    dims: z.array(z.number().int().positive()).min(1),
-    dropout: z.number().min(0).lt(1).optional(),
-    activation: z.enum(ACTIVATIONS as [Activation, ...Activation[]]).optional(),
-  })
-  .strict();
-
-const towersSchema = z.array(mlpSchema).min(1).describe("one tower per task, in label order");
-
-/** Options of each model kind; every model also takes its features and task types from the config. */
-const modelSchema = z.discriminatedUnion("kind", [
-  z
-    .object({
-      kind: z.literal("ple"),
-      nLevel: z.number().int().positive(),
-      nExpertSpecific: z.number().int().min(0),
-      nExpertShared: z.number().int().min(0),
-      expertParams: mlpSchema,
-      towerParamsList: towersSchema,
-    })
-    .strict(),
-  z
-    .object({ kind: z.literal("mmoe"), nExpert: z.number().int().positive(), expertParams: mlpSchema, towerParamsList: towersSchema })
-    .strict(),
-  z.object({ kind: z.literal("shared-bottom"), bottomParams: mlpSchema, towerParamsList: towersSchema }).strict(),
-  z
-    .object({
-      kind: z.literal("esmm"),
-      userFeatures: z.array(z.string()).min(1),
-      itemFeatures: z.array(z.string()).min(1),
-      cvrParams: mlpSchema,
-      ctrParams: mlpSchema,
-    })
-    .strict()
-    .describe("tasks, in label order: cvr, ctr, ctcvr; ctr and ctcvr train"),
-]);
-
 const configSchema = z
   .object({
     data: dataSchema,
@@ -115,7 +77,7 @@ const configSchema = z
     labels: z.array(z.unknown()).min(1),
     extraColumns: z.array(z.string()).optional(),
     oracle: z.record(z.string(), z.string()).optional().describe("task name -> extra column holding the true probability"),
-    model: modelSchema,
+    model: modelOptionsSchema,
     trainer: trainerSchema.default(trainerSchema.parse({})),
     modelDir: z.string(),
   })
@@ -130,7 +92,7 @@ export interface Config {
   labels: LabelSpec[];
   extraColumns: string[];
   oracle: Record<string, string>;
-  model: z.infer<typeof modelSchema>;
+  model: ModelOptions;
   trainer: TrainerConfig;
   modelDir: string;
   /** The config as written in the file. */
@@ -164,13 +126,10 @@ export function parseConfig(raw: unknown, path: string): Config {
   } catch (error) {
     throw new ConfigError(`invalid config ${path}: ${(error as Error).message}`);
   }
-  if (c.model.kind === "esmm" && labels.length !== 3) {
-    throw new ConfigError(`invalid config ${path}: an ESMM model has 3 tasks (cvr, ctr, ctcvr), but there are ${labels.length} labels`);
-  }
-  if ("towerParamsList" in c.model && c.model.towerParamsList.length !== labels.length) {
-    throw new ConfigError(
-      `invalid config ${path}: model.towerParamsList has ${c.model.towerParamsList.length} towers, but there are ${labels.length} tasks (one tower per label)`,
-    );
+  const taskCount = taskCountOf(c.model);
+  if (taskCount !== undefined && taskCount !== labels.length) {
+    const what = c.model.kind === "esmm" ? "an ESMM model has 3 tasks (cvr, ctr, ctcvr)" : `model.towerParamsList has ${taskCount} towers`;
+    throw new ConfigError(`invalid config ${path}: ${what}, but there are ${labels.length} tasks (one per label)`);
   }
   if (c.trainer.earlystopTaskid >= labels.length) {
     throw new ConfigError(
