@@ -73,7 +73,7 @@ async function fingerprint(config: Config): Promise<string> {
   });
 }
 
-/** True when the prepared folder holds data made from the config's current CSVs and settings. */
+/** Returns true when the prepared folder was made from the config's current CSVs and settings. */
 async function preparedMatches(config: Config): Promise<boolean> {
   const dir = config.data.preparedDir;
   if (!existsSync(join(dir, DATASET_FILE))) return false;

@@ -79,7 +79,7 @@ export class PLE implements MultiTaskModel {
 
   forward(ctx: ModelContext, input: EmbeddedInput): Tensor[] {
     const expertDim = this.expertParams.dims[this.expertParams.dims.length - 1];
-    // One input per task, then the shared input; the first level sees the embeddings everywhere.
+    // One input per task, then the shared input. Every input of the first level is the embeddings.
     let inputs: Tensor[] = new Array(this.nTask + 1).fill(input.concatenated);
     let inDim = input.inputDim;
     for (let level = 0; level < this.nLevel; level++) {
@@ -89,7 +89,7 @@ export class PLE implements MultiTaskModel {
     return this.towerParamsList.map((params, task) => mlp(ctx, `tower${task}`, inputs[task], expertDim, params, true));
   }
 
-  /** One customized gate control (CGC) level: nTask task outputs, plus the shared output below the last level. */
+  /** Builds one customized gate control (CGC) level: nTask task outputs, plus the shared output below the last level. */
   private extractionLevel(ctx: ModelContext, level: number, inputs: Tensor[], inDim: number): Tensor[] {
     const specific: Tensor[][] = [];
     for (let task = 0; task < this.nTask; task++) {

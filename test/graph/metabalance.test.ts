@@ -2,11 +2,10 @@ import { describe, expect, it } from "vitest";
 import { Graph } from "../../graph/builder.js";
 import { emitModel } from "../../graph/emit.js";
 import { metaBalanceGradients } from "../../graph/metabalance.js";
-import { DenseFeature, SparseFeature } from "../../graph/models/features.js";
-import { PLE } from "../../graph/models/ple.js";
 import * as op from "../../graph/ops/index.js";
 import { Session, tensor } from "../../runtime/node.js";
 import { ModelProgram } from "../../training/program.js";
+import { tinyPle } from "../fixtures/features.js";
 import { mulberry32 } from "./gradcheck.js";
 
 describe("MetaBalance", () => {
@@ -42,15 +41,7 @@ describe("MetaBalance", () => {
   });
 
   it("trains a PLE and carries its moving averages between steps", async () => {
-    const model = new PLE({
-      features: [new SparseFeature("a", { vocabSize: 20, embedDim: 4 }), new DenseFeature("x")],
-      taskTypes: ["classification", "classification"],
-      nLevel: 1,
-      nExpertSpecific: 1,
-      nExpertShared: 1,
-      expertParams: { dims: [8] },
-      towerParamsList: [{ dims: [4] }, { dims: [4] }],
-    });
+    const model = tinyPle();
     const program = await ModelProgram.create(model, {
       taskNames: ["ctr", "cvr"],
       lossWeighting: { method: "metabalance" },

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DenseFeature, SparseFeature } from "../../graph/models/features.js";
-import { PLE } from "../../graph/models/ple.js";
 import { ModelProgram } from "../../training/program.js";
+import { tinyPle } from "../fixtures/features.js";
 import { mulberry32 } from "../graph/gradcheck.js";
 
 /** Spread of the weighted gradient norms: |log(G_0 / G_1)|, 0 when they are equal. */
@@ -9,15 +8,7 @@ const spread = (norms: Float32Array) => Math.abs(Math.log(norms[0] / norms[1]));
 
 describe("GradNorm loss weighting", () => {
   it("balances the weighted gradient norms and keeps the weights summing to 2", async () => {
-    const model = new PLE({
-      features: [new SparseFeature("a", { vocabSize: 20, embedDim: 4 }), new DenseFeature("x")],
-      taskTypes: ["classification", "regression"],
-      nLevel: 1,
-      nExpertSpecific: 1,
-      nExpertShared: 1,
-      expertParams: { dims: [8] },
-      towerParamsList: [{ dims: [4] }, { dims: [4] }],
-    });
+    const model = tinyPle(["classification", "regression"]);
     const program = await ModelProgram.create(model, {
       taskNames: ["click", "price"],
       lossWeighting: { method: "gradnorm", alpha: 0.16 },

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { DenseFeature, SparseFeature } from "../../graph/models/features.js";
-import { PLE } from "../../graph/models/ple.js";
 import { ModelProgram } from "../../training/program.js";
+import { tinyPle } from "../fixtures/features.js";
 import { mulberry32 } from "../graph/gradcheck.js";
 
 /**
@@ -10,15 +9,7 @@ import { mulberry32 } from "../graph/gradcheck.js";
  * (about 0.69 and 0.13) and the UWL optimum log(2 * L_i) is about 0.33 and -1.3.
  */
 async function trainUwl(clamp: boolean) {
-  const model = new PLE({
-    features: [new SparseFeature("a", { vocabSize: 20, embedDim: 4 }), new DenseFeature("x")],
-    taskTypes: ["classification", "classification"],
-    nLevel: 1,
-    nExpertSpecific: 1,
-    nExpertShared: 1,
-    expertParams: { dims: [8] },
-    towerParamsList: [{ dims: [4] }, { dims: [4] }],
-  });
+  const model = tinyPle();
   const program = await ModelProgram.create(model, {
     taskNames: ["a", "b"],
     lossWeighting: { method: "uwl", clamp },
