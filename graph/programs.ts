@@ -251,6 +251,8 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     const g = gradients[ctx.parameters.length + k];
     if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);
     if (options.exposeGradients) result[`grad_${io.rows(k)}`] = g;
+    // NOTE: this is a lazy Adam. Rows move only on steps that touch them, while torch's dense Adam keeps moving a
+    // row on its momentum for steps after, so rare ids learn slower here than in torch-rechub.
     const updated = adamUpdate({ param: s.rows, m: s.m, v: s.v }, g, lr, step, options.optimizer);
     result[io.out(io.rows(k))] = updated.param;
     result[io.out(io.rowsM(k))] = updated.m;
