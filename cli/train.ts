@@ -90,7 +90,7 @@ function formatScores(scores: TaskScores): string {
 /**
  * Checks that every classification task has both classes in each split.
  * AUC is undefined for a split with one class, so training would fail at its
- * end; this check fails first and names the task and the split.
+ * end. This check fails first and names the task and the split.
  */
 function checkBothClasses(config: Config, splits: Record<string, ArrowDataset>): void {
   for (const label of config.labels) {

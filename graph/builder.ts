@@ -145,7 +145,7 @@ export class Graph {
     return this.constant(dtype, [], [value]);
   }
 
-  /** A 1-D int64 constant, the form ONNX takes for axes, shapes and slice bounds. */
+  /** Returns a 1-D int64 constant, the form ONNX takes for axes, shapes and slice bounds. */
   ints(values: readonly number[]): Tensor {
     return this.constant("int64", [values.length], values);
   }

@@ -45,7 +45,7 @@ export interface GradNormStep {
 
 /**
  * Builds the weights' GradNorm gradient from the trained tasks' losses.
- * `initial` [nTask] holds each task's first-step loss. Where it is 0, at the
+ * `initial` [nTask] contains each task's first-step loss. Where it is 0, at the
  * first step, the current loss replaces it, so every ratio starts at 1.
  */
 export function gradNormStep(

@@ -27,7 +27,7 @@ export interface MetaBalanceResult {
 
 /**
  * Builds the balanced gradients of `wrt`, where `shared[k]` marks wrt[k] as
- * shared. `norms` [nTask * nShared] holds the moving averages, task-major, in
+ * shared. `norms` [nTask * nShared] contains the moving averages, task-major, in
  * the order the shared tensors appear in `wrt`.
  */
 export function metaBalanceGradients(

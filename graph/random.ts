@@ -30,7 +30,7 @@ export function normalGenerator(seed: number): () => number {
   };
 }
 
-/** How a parameter starts. */
+/** Initialisation of a parameter. */
 export type Init =
   | { kind: "uniform"; bound: number }
   | { kind: "normal"; mean: number; std: number }

@@ -1,7 +1,7 @@
 /**
  * The one module of onnxrec that imports onnxruntime-node. It creates
  * sessions with onnxrec's defaults and runs them with feed checks and errors
- * that name the inputs, so a failing run says what it was given.
+ * that name the inputs, so a failing run names what it was given.
  */
 import * as ort from "onnxruntime-node";
 import type { TensorData } from "../graph/types.js";

@@ -249,7 +249,7 @@ export class MTLTrainer {
     await writeFileAtomic(path, renderTrainingCurves(this.history, { taskTypes }));
   }
 
-  /** The learning rate of a 0-based epoch, after the step schedule. */
+  /** Returns the learning rate of a 0-based epoch, after the step schedule. */
   learningRate(epoch: number): number {
     const lr = this.options.optimizerParams?.lr ?? 1e-3;
     const schedule = this.options.schedulerParams;

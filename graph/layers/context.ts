@@ -194,7 +194,7 @@ export class ModelContext {
       throw new GraphError(`ModelContext.dropout: host masks need x of shape [N, C] with a fixed C, got ${x}`);
     }
     const name = `dropout_mask${this.dropoutMasks.length}`;
-    // The mask holds 0 or 1 / (1 - ratio), so one Mul applies it forward and backward; Where on a bool mask was slower.
+    // The mask is 0 or 1 / (1 - ratio), so one Mul applies it forward and backward. Where on a bool mask was slower.
     const mask = this.graph.input(name, x.dtype, [x.shape[0], width]);
     this.dropoutMasks.push({ name, ratio, width });
     return op.mul(x, mask);

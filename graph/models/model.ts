@@ -1,4 +1,4 @@
-/** What every multi-task model provides to the program that builds its graphs. */
+/** The interface every multi-task model provides to the program that builds its graphs. */
 import type { Tensor } from "../builder.js";
 import type { ModelContext } from "../layers/context.js";
 import { type MlpParams, checkMlpParams } from "../layers/mlp.js";

@@ -44,7 +44,7 @@ export const MODEL_SCHEMAS = {
     .describe("tasks, in label order: cvr, ctr, ctcvr; ctr and ctcvr train"),
 };
 
-/** Options of any model kind, told apart by `kind`. */
+/** Options of any model kind, distinguished by `kind`. */
 export const modelOptionsSchema = z.discriminatedUnion("kind", [
   MODEL_SCHEMAS.ple,
   MODEL_SCHEMAS.mmoe,
@@ -54,7 +54,7 @@ export const modelOptionsSchema = z.discriminatedUnion("kind", [
 
 export type ModelOptions = z.infer<typeof modelOptionsSchema>;
 
-/** The number of tasks a kind's options imply, where they fix it; undefined where the labels decide. */
+/** Returns the number of tasks a kind's options imply, or undefined where the labels decide it. */
 export function taskCountOf(options: ModelOptions): number | undefined {
   if (options.kind === "esmm") return 3;
   return options.towerParamsList.length;

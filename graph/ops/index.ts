@@ -1,6 +1,6 @@
 /**
  * Every op of the builder. Importing this module also registers every
- * gradient rule, so graph/autodiff sees the complete table.
+ * gradient rule, so graph/autodiff finds the complete table.
  */
 export * from "./elementwise.js";
 export * from "./matmul.js";

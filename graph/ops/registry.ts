@@ -16,7 +16,7 @@ export function gradientRule(opType: string): GradientRule | undefined {
   return rules.get(opType);
 }
 
-/** The op types that have a gradient rule, sorted. */
+/** Returns the op types that have a gradient rule, sorted. */
 export function differentiableOps(): string[] {
   return [...rules.keys()].sort();
 }

@@ -13,7 +13,7 @@ export function shapeOf(x: Tensor): Tensor {
   return x.graph.addNode("Shape", [x], [{ dtype: "int64", shape: [x.rank] }])[0];
 }
 
-/** The number of elements, as an int64 scalar. */
+/** Returns the number of elements, as an int64 scalar. */
 export function size(x: Tensor): Tensor {
   return x.graph.addNode("Size", [x], [{ dtype: "int64", shape: [] }])[0];
 }

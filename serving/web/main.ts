@@ -10,7 +10,7 @@
  *
  * For tests and scripts, the latest scores are also in the JSON element
  * #scores-json and in the data-score attributes of the table cells; the body's
- * data-runs counts finished scoring attempts and data-outcome says how the
+ * data-runs counts finished scoring attempts and data-outcome records how the
  * last one ended ("scored", "invalid" or "failed").
  */
 import type * as Ort from "onnxruntime-web";

@@ -4,13 +4,13 @@ import { describe, expect, it } from "vitest";
 import { DenseFeature, SparseFeature, createModel } from "../../graph/models/index.js";
 import { visualizeModel } from "../../graph/visualize.js";
 import { Session, tensor } from "../../runtime/node.js";
-import { ArrowDataset, prepareData } from "../../training/data.js";
+import { ArrowDataset } from "../../training/data.js";
 import type { FeatureSpec, LabelSpec } from "../../training/features.js";
 import { DataLoader } from "../../training/loader.js";
 import { featuresFromEncoder, saveModelDir } from "../../training/model-dir.js";
 import { interleave } from "../../training/program.js";
 import { MTLTrainer } from "../../training/trainer.js";
-import { SAMPLE_DIR, temporaryDir } from "../fixtures/aliccp.js";
+import { prepareSample, temporaryDir } from "../fixtures/aliccp.js";
 
 const USER = ["101", "121", "122", "124", "125", "126", "127", "128", "129"];
 const ITEM = ["205", "206", "207", "210", "216"];
@@ -23,16 +23,7 @@ describe("ESMM on the Ali-CCP sample", () => {
       { task: "ctr", column: "click", type: "classification" },
       { task: "ctcvr", column: "purchase", type: "classification" },
     ];
-    const prepared = await prepareData({
-      source: {
-        train: join(SAMPLE_DIR, "ali_ccp_train_sample.csv"),
-        val: join(SAMPLE_DIR, "ali_ccp_val_sample.csv"),
-        test: join(SAMPLE_DIR, "ali_ccp_test_sample.csv"),
-      },
-      features,
-      labels,
-      outDir: await temporaryDir("onnxrec-esmm-"),
-    });
+    const prepared = await prepareSample({ features, labels });
     const model = createModel("esmm", featuresFromEncoder(prepared.encoder), {
       userFeatures: USER,
       itemFeatures: ITEM,

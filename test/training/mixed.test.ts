@@ -1,13 +1,13 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PLE } from "../../graph/models/ple.js";
-import { ArrowDataset, prepareData } from "../../training/data.js";
+import { ArrowDataset } from "../../training/data.js";
 import type { FeatureSpec, LabelSpec } from "../../training/features.js";
 import { DataLoader } from "../../training/loader.js";
 import { auc, meanSquaredError } from "../../training/metrics.js";
 import { featuresFromEncoder } from "../../training/model-dir.js";
 import { MTLTrainer } from "../../training/trainer.js";
-import { FEATURES, SAMPLE_DIR, temporaryDir } from "../fixtures/aliccp.js";
+import { FEATURES, prepareSample } from "../fixtures/aliccp.js";
 
 describe("mixed task types", () => {
   it("train a classification and a regression task, each with its own metric", async () => {
@@ -17,16 +17,7 @@ describe("mixed task types", () => {
       { task: "ctr", column: "click", type: "classification" },
       { task: "score", column: "D508", type: "regression" },
     ];
-    const prepared = await prepareData({
-      source: {
-        train: join(SAMPLE_DIR, "ali_ccp_train_sample.csv"),
-        val: join(SAMPLE_DIR, "ali_ccp_val_sample.csv"),
-        test: join(SAMPLE_DIR, "ali_ccp_test_sample.csv"),
-      },
-      features,
-      labels,
-      outDir: await temporaryDir("onnxrec-mixed-"),
-    });
+    const prepared = await prepareSample({ features, labels });
     const model = new PLE({
       features: featuresFromEncoder(prepared.encoder),
       taskTypes: ["classification", "regression"],

@@ -48,9 +48,12 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
   const nDense = model.features.filter((f) => f.kind === "dense").length;
   const nTask = model.taskTypes.length;
   const dense = Float64Array.from({ length: n * nDense }, () => random());
-  const labels = Float64Array.from({ length: n * nTask }, (_, i) =>
-    model.taskTypes[i % nTask] === "classification" ? (random() < 0.5 ? 1 : 0) : random() * 2,
-  );
+  // Classification labels are 0 or 1; regression targets lie in [0, 2).
+  const labels = Float64Array.from({ length: n * nTask }, (_, i) => {
+    const value = random();
+    if (model.taskTypes[i % nTask] === "regression") return value * 2;
+    return value < 0.5 ? 1 : 0;
+  });
   const feeds = (): Feeds => {
     const f: Feeds = {
       [io.params]: tensor(params, [params.length]),
