@@ -39,6 +39,7 @@ const trainerSchema = z
         lr: z.number().positive().default(1e-3),
         weightDecay: z.number().min(0).default(1e-5),
         decoupledWeightDecay: z.boolean().optional(),
+        denseEmbeddingRows: z.number().int().min(0).optional(),
       })
       .strict()
       .default({ lr: 1e-3, weightDecay: 1e-5 }),

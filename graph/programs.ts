@@ -5,9 +5,12 @@
  * browser load). All three come from the model's one forward definition.
  *
  * Embedding tables stay outside the training graph: for each sparse feature
- * the host feeds only the rows the batch uses (deduplicated), with their Adam
- * moments, and writes the updated rows back, so a step costs O(batch), not
- * O(vocabulary).
+ * the host feeds a set of rows with their Adam moments and writes the
+ * updated rows back. For a small table the set is the whole table, so every
+ * row takes an Adam step every step, as torch.optim.Adam on an nn.Embedding
+ * does; for a large one it is only the rows the batch uses (deduplicated),
+ * so a step costs O(batch), not O(vocabulary), and a row moves only on the
+ * steps that use it.
  */
 import { Graph, GraphError, Tensor } from "./builder.js";
 import { grad } from "./autodiff.js";
@@ -59,10 +62,11 @@ export function denseFeatures(model: MultiTaskModel): DenseFeature[] {
 /**
  * Looks up rows[idx] with a gradient that sums the rows of dy sharing an
  * index without a scatter: the host passes `order`, a permutation that sorts
- * idx, and `ends`, the position in that order of each row's last occurrence.
- * A running sum (in float64, so the differences stay exact to float32) over
- * the sorted dy, read at each row's end, minus the previous row's end, is the
- * row's total.
+ * idx, and `ends`, for each row the count of sorted positions up to and
+ * including its last occurrence. A running sum (in float64, so the
+ * differences stay exact to float32) over the sorted dy, with a zero in
+ * front, read at each row's end, minus the previous row's end, is the row's
+ * total; a row the batch does not use gets zero.
  */
 function lookupRows(rows: Tensor, idx: Tensor, order: Tensor, ends: Tensor): Tensor {
   const y = op.gather(rows, idx);
@@ -70,10 +74,10 @@ function lookupRows(rows: Tensor, idx: Tensor, order: Tensor, ends: Tensor): Ten
     inputs: [rows],
     rule: ([dy]) => {
       const width = rows.shape[1] as number;
-      const sorted = op.gather(op.cast(dy!, "float64"), order);
-      const running = op.cumSum(sorted, 0);
-      const atEnds = op.gather(running, ends);
       const zero = rows.graph.constant("float64", [1, width], new Array(width).fill(0));
+      const sorted = op.gather(op.cast(dy!, "float64"), order);
+      const running = op.concat([zero, op.cumSum(sorted, 0)], 0);
+      const atEnds = op.gather(running, ends);
       const previous = op.concat([zero, op.slice(atEnds, [0], [-1], [0])], 0);
       return [op.cast(op.sub(atEnds, previous), rows.dtype)];
     },
@@ -122,7 +126,8 @@ export interface TrainingGraphOptions {
  * L1 and L2 penalties added to the training loss, as torch-rechub's
  * RegularizationLoss adds them: embeddings apart from every other parameter,
  * batch norm scales and shifts excluded. Embedding penalties cover the rows
- * the batch touches, not the whole tables, as the rows' updates do.
+ * the step is fed: a whole table when it is updated densely, the batch's
+ * rows otherwise, as the rows' updates do.
  */
 export interface RegularizationParams {
   embeddingL1?: number;
@@ -251,8 +256,6 @@ export function buildTrainingGraph(model: MultiTaskModel, options: TrainingGraph
     const g = gradients[ctx.parameters.length + k];
     if (g === null) throw new GraphError(`${model.kind}: the loss does not depend on sparse feature ${k}`);
     if (options.exposeGradients) result[`grad_${io.rows(k)}`] = g;
-    // NOTE: this is a lazy Adam. Rows move only on steps that touch them, while torch's dense Adam keeps moving a
-    // row on its momentum for steps after, so rare ids learn slower here than in torch-rechub.
     const updated = adamUpdate({ param: s.rows, m: s.m, v: s.v }, g, lr, step, options.optimizer);
     result[io.out(io.rows(k))] = updated.param;
     result[io.out(io.rowsM(k))] = updated.m;

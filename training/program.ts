@@ -19,7 +19,7 @@ import {
   sparseFeatures,
 } from "../graph/programs.js";
 import { type Feeds, Session, tensor } from "../runtime/node.js";
-import type { DropoutMaskSpec } from "../graph/layers/context.js";
+import type { DropoutMaskSpec, ParameterSpec } from "../graph/layers/context.js";
 import { type DropoutState, fillDropoutMask } from "./dropout.js";
 import { type TrainingState, initialState } from "./state.js";
 
@@ -34,10 +34,20 @@ export interface ModelBatch {
   labels: Float32Array[];
 }
 
+/** Default of `denseEmbeddingRows`: the largest embedding table, in rows, that ModelProgram updates densely. */
+export const DENSE_EMBEDDING_ROWS = 100_000;
+
 export interface ProgramOptions {
   taskNames: string[];
   lossWeighting: LossWeighting;
   optimizer: AdamOptions;
+  /**
+   * Tables with at most this many rows take a dense Adam step: every row
+   * moves every step, on its moments and weight decay, as torch.optim.Adam
+   * moves an nn.Embedding. Larger tables update only the rows each batch
+   * uses. Default DENSE_EMBEDDING_ROWS.
+   */
+  denseEmbeddingRows?: number;
   regularization?: RegularizationParams;
   seed: number;
   /** onnxruntime intra-op threads. Default 2. */
@@ -51,56 +61,75 @@ export interface StepResult {
   gradNorms?: Float32Array;
 }
 
-/** Gathers the distinct ids of one sparse column and lays out what the training graph's lookup needs. */
+/** Layout of one sparse column for the training graph's lookup; see lookupRows in graph/programs.ts. */
+export interface RowPlan {
+  /** Table rows fed to the step, in slot order; null when the step takes the whole table. */
+  unique: Int32Array | null;
+  /** Slot of each batch row. */
+  idx: Int32Array;
+  /** Batch rows sorted by slot. */
+  order: Int32Array;
+  /** For each slot, the count of sorted positions up to and including its last occurrence. */
+  ends: Int32Array;
+}
+
+/**
+ * Lays out one sparse column for a training step. A lazy planner feeds the
+ * batch's distinct ids; a dense one feeds the whole table, so every row takes
+ * an optimizer step, used or not.
+ */
 export class RowPlanner {
   private readonly slot: Int32Array;
 
   constructor(
     readonly feature: string,
     readonly vocabSize: number,
+    readonly dense = false,
   ) {
-    this.slot = new Int32Array(vocabSize).fill(-1);
+    this.slot = new Int32Array(dense ? 0 : vocabSize).fill(-1);
   }
 
-  plan(ids: Int32Array): { unique: Int32Array; idx: Int32Array; order: Int32Array; ends: Int32Array } {
+  plan(ids: Int32Array): RowPlan {
     const n = ids.length;
-    const idx = new Int32Array(n);
-    const uniqueList = new Int32Array(n);
-    let count = 0;
     for (let i = 0; i < n; i++) {
       const id = ids[i];
       if (!(id >= 0 && id < this.vocabSize)) {
-        this.reset(uniqueList, count);
-        throw new RangeError(
-          `sparse feature "${this.feature}": id ${id} at batch row ${i} is outside [0, ${this.vocabSize})`,
-        );
+        throw new RangeError(`sparse feature "${this.feature}": id ${id} at batch row ${i} is outside [0, ${this.vocabSize})`);
       }
-      let u = this.slot[id];
+    }
+    if (this.dense) return sortBySlot(ids.slice(), this.vocabSize, null);
+    const idx = new Int32Array(n);
+    const unique = new Int32Array(n);
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      let u = this.slot[ids[i]];
       if (u < 0) {
         u = count++;
-        this.slot[id] = u;
-        uniqueList[u] = id;
+        this.slot[ids[i]] = u;
+        unique[u] = ids[i];
       }
       idx[i] = u;
     }
-    this.reset(uniqueList, count);
-    // Counting sort of the rows by their slot: ends[u] is the last position of slot u in `order`.
-    const starts = new Int32Array(count + 1);
-    for (let i = 0; i < n; i++) starts[idx[i] + 1]++;
-    for (let u = 0; u < count; u++) starts[u + 1] += starts[u];
-    const ends = new Int32Array(count);
-    for (let u = 0; u < count; u++) ends[u] = starts[u + 1] - 1;
-    const order = new Int32Array(n);
-    for (let i = 0; i < n; i++) order[starts[idx[i]]++] = i;
-    return { unique: uniqueList.slice(0, count), idx, order, ends };
-  }
-
-  private reset(unique: Int32Array, count: number): void {
     for (let u = 0; u < count; u++) this.slot[unique[u]] = -1;
+    return sortBySlot(idx, count, unique.slice(0, count));
   }
 }
 
-function gatherRows(table: Float32Array, unique: Int32Array, width: number): Float32Array {
+/** Counting sort of the batch rows by slot. */
+function sortBySlot(idx: Int32Array, slots: number, unique: Int32Array | null): RowPlan {
+  const ends = new Int32Array(slots);
+  for (let i = 0; i < idx.length; i++) ends[idx[i]]++;
+  for (let u = 1; u < slots; u++) ends[u] += ends[u - 1];
+  const next = new Int32Array(slots);
+  for (let u = 1; u < slots; u++) next[u] = ends[u - 1];
+  const order = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) order[next[idx[i]]++] = i;
+  return { unique, idx, order, ends };
+}
+
+/** The rows of `table` listed in `unique`; the table itself when null. */
+function gatherRows(table: Float32Array, unique: Int32Array | null, width: number): Float32Array {
+  if (unique === null) return table;
   const rows = new Float32Array(unique.length * width);
   for (let u = 0; u < unique.length; u++) {
     const start = unique[u] * width;
@@ -109,10 +138,13 @@ function gatherRows(table: Float32Array, unique: Int32Array, width: number): Flo
   return rows;
 }
 
-function scatterRows(table: Float32Array, unique: Int32Array, width: number, rows: Float32Array): void {
+/** Writes `rows` back to the rows of `table` listed in `unique` and returns the table; returns `rows` when null. */
+function scatterRows(table: Float32Array, unique: Int32Array | null, width: number, rows: Float32Array): Float32Array {
+  if (unique === null) return rows;
   for (let u = 0; u < unique.length; u++) {
     table.set(rows.subarray(u * width, (u + 1) * width), unique[u] * width);
   }
+  return table;
 }
 
 /** Interleaves columns into a row-major [size, columns.length] matrix. */
@@ -131,6 +163,8 @@ export class ModelProgram {
   readonly trainingModel: Uint8Array;
   readonly evalModel: Uint8Array;
   readonly modelParameterCount: number;
+  /** Where each dense parameter sits in `state.params`. */
+  readonly parameters: readonly ParameterSpec[];
   readonly dropoutMasks: readonly DropoutMaskSpec[];
   /** Tasks whose losses train the model, in task order. */
   readonly trainedTasks: readonly number[];
@@ -150,6 +184,7 @@ export class ModelProgram {
       evalModel: Uint8Array;
       state: TrainingState;
       modelParameterCount: number;
+      parameters: ParameterSpec[];
       dropoutMasks: DropoutMaskSpec[];
       trainedTasks: number[];
       balanceSize: number;
@@ -162,7 +197,9 @@ export class ModelProgram {
     this.evalModel = built.evalModel;
     this.state = built.state;
     this.modelParameterCount = built.modelParameterCount;
-    this.planners = sparseFeatures(model).map((f) => new RowPlanner(f.name, f.vocabSize));
+    this.parameters = built.parameters;
+    const denseRows = options.denseEmbeddingRows ?? DENSE_EMBEDDING_ROWS;
+    this.planners = sparseFeatures(model).map((f) => new RowPlanner(f.name, f.vocabSize, f.vocabSize <= denseRows));
   }
 
   static async create(model: MultiTaskModel, options: ProgramOptions): Promise<ModelProgram> {
@@ -197,6 +234,7 @@ export class ModelProgram {
       evalModel,
       state,
       modelParameterCount: evaluation.ctx.totalParameters,
+      parameters: train.ctx.parameters,
       dropoutMasks: train.ctx.dropoutMasks,
       trainedTasks: train.trainedTasks ?? model.taskTypes.map((_, i) => i),
       balanceSize: train.balanceSize ?? 0,
@@ -227,14 +265,14 @@ export class ModelProgram {
     const nDense = denseFeatures(this.model).length;
     if (nDense > 0) feeds[io.dense] = tensor(batch.dense, [batch.size, nDense]);
     sparse.forEach((f, k) => {
-      const plan = plans[k];
-      const shape = [plan.unique.length, f.embedDim];
-      feeds[io.rows(k)] = tensor(gatherRows(s.tables[k], plan.unique, f.embedDim), shape);
-      feeds[io.rowsM(k)] = tensor(gatherRows(s.tablesM[k], plan.unique, f.embedDim), shape);
-      feeds[io.rowsV(k)] = tensor(gatherRows(s.tablesV[k], plan.unique, f.embedDim), shape);
-      feeds[io.idx(k)] = tensor(plan.idx, [batch.size]);
-      feeds[io.order(k)] = tensor(plan.order, [batch.size]);
-      feeds[io.ends(k)] = tensor(plan.ends, [plan.unique.length]);
+      const { unique, idx, order, ends } = plans[k];
+      const shape = [ends.length, f.embedDim];
+      feeds[io.rows(k)] = tensor(gatherRows(s.tables[k], unique, f.embedDim), shape);
+      feeds[io.rowsM(k)] = tensor(gatherRows(s.tablesM[k], unique, f.embedDim), shape);
+      feeds[io.rowsV(k)] = tensor(gatherRows(s.tablesV[k], unique, f.embedDim), shape);
+      feeds[io.idx(k)] = tensor(idx, [batch.size]);
+      feeds[io.order(k)] = tensor(order, [batch.size]);
+      feeds[io.ends(k)] = tensor(ends, [ends.length]);
     });
     const gradnorm = this.gradnormInitial;
     if (gradnorm) feeds[io.gradnormInitial] = tensor(gradnorm, [gradnorm.length]);
@@ -256,9 +294,9 @@ export class ModelProgram {
     if (balanceSize > 0) s.balanceNorms = out[io.out(io.balanceNorms)].data as Float32Array;
     sparse.forEach((f, k) => {
       const unique = plans[k].unique;
-      scatterRows(s.tables[k], unique, f.embedDim, out[io.out(io.rows(k))].data as Float32Array);
-      scatterRows(s.tablesM[k], unique, f.embedDim, out[io.out(io.rowsM(k))].data as Float32Array);
-      scatterRows(s.tablesV[k], unique, f.embedDim, out[io.out(io.rowsV(k))].data as Float32Array);
+      s.tables[k] = scatterRows(s.tables[k], unique, f.embedDim, out[io.out(io.rows(k))].data as Float32Array);
+      s.tablesM[k] = scatterRows(s.tablesM[k], unique, f.embedDim, out[io.out(io.rowsM(k))].data as Float32Array);
+      s.tablesV[k] = scatterRows(s.tablesV[k], unique, f.embedDim, out[io.out(io.rowsV(k))].data as Float32Array);
     });
     s.step = step;
     // GradNorm measures each task's loss against its loss at the first step.

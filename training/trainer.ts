@@ -28,6 +28,12 @@ export interface OptimizerParams {
   beta1?: number;
   beta2?: number;
   epsilon?: number;
+  /**
+   * Embedding tables with at most this many rows move every row every step
+   * (dense Adam, as torch-rechub's optimizer does); larger tables move only
+   * the rows each batch uses. Default 100,000.
+   */
+  denseEmbeddingRows?: number;
 }
 
 export type AdaptiveParams = LossWeighting;
@@ -156,6 +162,7 @@ export class MTLTrainer {
           beta2: o.beta2,
           epsilon: o.epsilon,
         },
+        denseEmbeddingRows: o.denseEmbeddingRows,
         regularization: this.options.regularizationParams,
         seed: this.options.seed,
         threads: this.options.threads,

@@ -19,7 +19,12 @@ import { referenceFeatures } from "../../fixtures/features.js";
  * against central differences. Ids repeat within the batch, and the session
  * uses 2 intra-op threads, where a scatter-add gradient would go wrong.
  */
-async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "uwl", regularization?: RegularizationParams) {
+async function checkModelGradient(
+  model: MultiTaskModel,
+  weighting: "equal" | "uwl",
+  regularization?: RegularizationParams,
+  denseRows = 0,
+) {
   const built = buildTrainingGraph(model, {
     lossWeighting: { method: weighting },
     optimizer: {},
@@ -43,8 +48,8 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
     Int32Array.from([5, 5, 5, 5, 2, 7, 5]),
     Int32Array.from([100, 4, 999, 4, 100, 4, 0]),
   ];
-  const plans = sparseFeatures(model).map((f, k) => new RowPlanner(f.name, f.vocabSize).plan(ids[k]));
-  const rows = sparseFeatures(model).map((f, k) => Float64Array.from({ length: plans[k].unique.length * f.embedDim }, () => random() - 0.5));
+  const plans = sparseFeatures(model).map((f, k) => new RowPlanner(f.name, f.vocabSize, f.vocabSize <= denseRows).plan(ids[k]));
+  const rows = sparseFeatures(model).map((f, k) => Float64Array.from({ length: plans[k].ends.length * f.embedDim }, () => random() - 0.5));
   const nDense = model.features.filter((f) => f.kind === "dense").length;
   const nTask = model.taskTypes.length;
   const dense = Float64Array.from({ length: n * nDense }, () => random());
@@ -66,13 +71,13 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
     };
     if (nDense > 0) f[io.dense] = tensor(dense, [n, nDense]);
     sparseFeatures(model).forEach((feature, k) => {
-      const shape = [plans[k].unique.length, feature.embedDim];
+      const shape = [plans[k].ends.length, feature.embedDim];
       f[io.rows(k)] = tensor(rows[k], shape);
       f[io.rowsM(k)] = tensor(new Float64Array(rows[k].length), shape);
       f[io.rowsV(k)] = tensor(new Float64Array(rows[k].length), shape);
       f[io.idx(k)] = tensor(plans[k].idx, [n]);
       f[io.order(k)] = tensor(plans[k].order, [n]);
-      f[io.ends(k)] = tensor(plans[k].ends, [plans[k].unique.length]);
+      f[io.ends(k)] = tensor(plans[k].ends, [plans[k].ends.length]);
     });
     return f;
   };
@@ -98,7 +103,8 @@ async function checkModelGradient(model: MultiTaskModel, weighting: "equal" | "u
   for (let k = 0; k < rows.length; k++) await compare(rows[k], result[`grad_${io.rows(k)}`].data as Float64Array);
   await session.release();
   const groups = ctx.parameters.flatMap((spec) => new Array<string>(spec.size).fill(spec.group));
-  return { worst, checked, parameters: params.length, params, groups, gradient: result.grad_params.data as Float64Array };
+  const rowGradients = rows.map((_, k) => result[`grad_${io.rows(k)}`].data as Float64Array);
+  return { worst, checked, parameters: params.length, params, groups, gradient: result.grad_params.data as Float64Array, rowGradients };
 }
 
 const taskTypes: ("classification" | "regression")[] = ["classification", "regression"];
@@ -121,6 +127,18 @@ describe("whole-model loss gradients", () => {
     const { worst, checked, parameters } = await checkModelGradient(tinyPle(), "equal");
     expect(checked).toBeGreaterThan(parameters);
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it("PLE with whole tables fed for the small features, where rows the batch skips get zero", async () => {
+    const { worst, rowGradients } = await checkModelGradient(tinyPle(), "equal", undefined, 10);
+    expect(worst).toBeLessThan(1e-4);
+    // Feature a (10 rows, width 16) is fed whole; the batch uses rows 0, 1, 3 and 9.
+    const used = new Set([0, 1, 3, 9]);
+    for (let row = 0; row < 10; row++) {
+      const g = rowGradients[0].subarray(row * 16, (row + 1) * 16);
+      if (used.has(row)) expect(g.some((v) => v !== 0)).toBe(true);
+      else expect(Array.from(g)).toEqual(new Array(16).fill(0));
+    }
   });
 
   it("PLE with UWL", async () => {
