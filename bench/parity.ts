@@ -4,7 +4,21 @@
  * torch-rechub, and prints each task's test AUC and the parameter counts side
  * by side.
  *
- *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000]
+ *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
+ *
+ * Two comparisons, per model:
+ *
+ * - Matched start: onnxrec loads torch-rechub's initial weights, dropout is
+ *   off and both see the training batches in file order, for a few epochs
+ *   without early stopping. With the randomness taken out, the two runs
+ *   should agree to float32 rounding: each epoch's mean training loss and
+ *   validation AUC, and the final test AUC, are printed side by side.
+ * - Seeds: each seed trains both frameworks once, as configured (dropout,
+ *   shuffling, early stopping), on the same split; the seed sets
+ *   initialisation, dropout and shuffling. The table compares the means over
+ *   seeds. On this data the CVR task has about 1,200 training positives, so
+ *   one run's CVR AUC moves by several hundredths from seed to seed in either
+ *   framework.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
  * source on PYTHONPATH; it needs python3-tqdm, python3-sklearn and
@@ -22,7 +36,9 @@ import { createModel } from "../graph/models/index.js";
 import { ArrowDataset } from "../training/data.js";
 import { DataLoader } from "../training/loader.js";
 import { featuresFromEncoder } from "../training/model-dir.js";
-import { type AdaptiveParams, MTLTrainer } from "../training/trainer.js";
+import { MTLTrainer } from "../training/trainer.js";
+import type { SparseFeature } from "../graph/models/features.js";
+import { loadReferenceWeights } from "./parity/reference-weights.js";
 
 const options = new Command("bench-parity")
   .requiredOption("--torch-rechub <dir>", "torch-rechub source folder (the one holding torch_rechub/)")
@@ -31,16 +47,45 @@ const options = new Command("bench-parity")
   .option("--epochs <n>", "maximum epochs", (v) => Number.parseInt(v, 10), 10)
   .option("--patience <n>", "early-stopping patience", (v) => Number.parseInt(v, 10), 2)
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
+  .option("--seeds <list>", "comma-separated training seeds; empty skips the seeded runs", "1,2,3")
+  .option("--matched-epochs <n>", "epochs of the matched-start runs; 0 skips them", (v) => Number.parseInt(v, 10), 2)
+  .option("--dense-embedding-rows <n>", "onnxrec's dense embedding update threshold", (v) => Number.parseInt(v, 10))
   .parse(process.argv)
-  .opts<{ torchRechub: string; python: string; rows: number; epochs: number; patience: number; models: string }>();
+  .opts<{
+    torchRechub: string;
+    python: string;
+    rows: number;
+    epochs: number;
+    patience: number;
+    models: string;
+    seeds: string;
+    matchedEpochs: number;
+    denseEmbeddingRows?: number;
+  }>();
+const seeds = options.seeds
+  .split(",")
+  .filter((v) => v.trim() !== "")
+  .map((v) => Number.parseInt(v, 10));
 
-const MLP = { dims: [256, 128], dropout: 0.2 };
+function mlp(dropout: number) {
+  return { dims: [256, 128], dropout };
+}
+
+function ple(dropout: number): ModelSpec {
+  return { kind: "ple", nLevel: 2, nExpertSpecific: 2, nExpertShared: 1, expertParams: mlp(dropout), towerParamsList: TOWERS };
+}
+
+type ModelSpec = Record<string, unknown> & { kind: string };
 const TOWERS = [{ dims: [64] }, { dims: [64] }];
-const MODELS: Record<string, { model: Record<string, unknown> & { kind: string }; weighting: "uwl" | "equal" }> = {
-  "ple-uwl": { model: { kind: "ple", nLevel: 2, nExpertSpecific: 2, nExpertShared: 1, expertParams: MLP, towerParamsList: TOWERS }, weighting: "uwl" },
-  "ple-equal": { model: { kind: "ple", nLevel: 2, nExpertSpecific: 2, nExpertShared: 1, expertParams: MLP, towerParamsList: TOWERS }, weighting: "equal" },
-  mmoe: { model: { kind: "mmoe", nExpert: 4, expertParams: MLP, towerParamsList: TOWERS }, weighting: "equal" },
-  "shared-bottom": { model: { kind: "shared-bottom", bottomParams: MLP, towerParamsList: TOWERS }, weighting: "equal" },
+/** The benchmarked models, with `dropout` as the MLP dropout ratio. */
+const MODELS: Record<string, { model: (dropout: number) => ModelSpec; weighting: "uwl" | "equal" }> = {
+  "ple-uwl": { model: (dropout) => ple(dropout), weighting: "uwl" },
+  "ple-equal": { model: (dropout) => ple(dropout), weighting: "equal" },
+  mmoe: { model: (dropout) => ({ kind: "mmoe", nExpert: 4, expertParams: mlp(dropout), towerParamsList: TOWERS }), weighting: "equal" },
+  "shared-bottom": {
+    model: (dropout) => ({ kind: "shared-bottom", bottomParams: mlp(dropout), towerParamsList: TOWERS }),
+    weighting: "equal",
+  },
 };
 
 const root = join(process.cwd(), "data", "parity");
@@ -66,7 +111,18 @@ const metadataDir = join(root, "python-metadata", "torch_rechub-0.0.0.dist-info"
 await mkdir(metadataDir, { recursive: true });
 await writeFile(join(metadataDir, "METADATA"), "Metadata-Version: 2.1\nName: torch-rechub\nVersion: 0.0.0\n");
 
-function runReference(spec: Record<string, unknown>): Promise<{ auc: number[]; parameters: number; seconds: number }> {
+interface RunResult {
+  /** Test AUC per task. */
+  auc: number[];
+  parameters: number;
+  seconds: number;
+  /** Mean training loss per task, per epoch. */
+  trainLoss: number[][];
+  /** Validation AUC per task, per epoch. */
+  validation: number[][];
+}
+
+function runReference(spec: Record<string, unknown>): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(options.python, [new URL("./parity/rechub_train.py", import.meta.url).pathname, JSON.stringify(spec)], {
       env: { ...process.env, PYTHONPATH: `${options.torchRechub}:${join(root, "python-metadata")}` },
@@ -82,54 +138,164 @@ function runReference(spec: Record<string, unknown>): Promise<{ auc: number[]; p
   });
 }
 
-const rows: string[] = [];
-const encoder = prepared.encoder;
-for (const name of options.models.split(",")) {
-  const setup = MODELS[name];
-  if (setup === undefined) throw new Error(`unknown model "${name}"; choose from ${Object.keys(MODELS).join(", ")}`);
-  const { kind, ...modelOptions } = setup.model;
-  const model = createModel(kind, featuresFromEncoder(encoder), { ...modelOptions, taskTypes: ["classification", "classification"] });
-  const adaptiveParams: AdaptiveParams = setup.weighting === "uwl" ? { method: "uwl" } : { method: "equal" };
-  const trainer = new MTLTrainer(model, {
-    optimizerParams: { lr: 1e-3, weightDecay: 1e-5 },
-    adaptiveParams,
-    nEpoch: options.epochs,
-    earlystopPatience: options.patience,
-    taskNames: ["ctr", "cvr"],
-    seed: 1,
-  });
-  const started = performance.now();
-  await trainer.fit(new DataLoader(splits.train, { batchSize: 2048, shuffle: true, seed: 1 }), new DataLoader(splits.val, { batchSize: 8192 }));
-  const ours = await trainer.evaluate(new DataLoader(splits.test, { batchSize: 8192 }));
-  const ourSeconds = (performance.now() - started) / 1000;
-  const oursParameters = trainer.compiled.parameterCount;
-  await trainer.compiled.release();
+const TASKS = ["ctr", "cvr"];
+const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
+/** "epochs run (kept)": the kept epoch is the first with the best task-0 validation AUC. */
+function epochs(validation: number[][]): string {
+  const ctr = validation.map((v) => v[0]);
+  return `${validation.length} (${ctr.indexOf(Math.max(...ctr)) + 1})`;
+}
 
-  const reference = await runReference({
+interface Run {
+  name: string;
+  seed: number;
+  dropout: number;
+  nEpoch: number;
+  patience: number;
+  /** Start from these torch-rechub weights and read the training batches in file order. */
+  initPath?: string;
+}
+
+async function runOurs(run: Run): Promise<RunResult> {
+  const setup = MODELS[run.name];
+  const { kind, ...modelOptions } = setup.model(run.dropout);
+  const model = createModel(kind, featuresFromEncoder(prepared.encoder), { ...modelOptions, taskTypes: ["classification", "classification"] });
+  const trainer = new MTLTrainer(model, {
+    optimizerParams: { lr: 1e-3, weightDecay: 1e-5, denseEmbeddingRows: options.denseEmbeddingRows },
+    adaptiveParams: { method: setup.weighting },
+    nEpoch: run.nEpoch,
+    earlystopPatience: run.patience,
+    taskNames: TASKS,
+    seed: run.seed,
+  });
+  if (run.initPath !== undefined) {
+    const program = await trainer.compile();
+    const sparse = model.features.filter((f): f is SparseFeature => f.kind === "sparse");
+    await loadReferenceWeights(run.initPath, program.state, program.parameters, sparse);
+  }
+  const started = performance.now();
+  const loader = new DataLoader(splits.train, { batchSize: 2048, shuffle: run.initPath === undefined, seed: run.seed });
+  await trainer.fit(loader, new DataLoader(splits.val, { batchSize: 8192 }));
+  const test = await trainer.evaluate(new DataLoader(splits.test, { batchSize: 8192 }));
+  const result: RunResult = {
+    auc: TASKS.map((t) => test[t]),
+    parameters: trainer.compiled.parameterCount,
+    seconds: (performance.now() - started) / 1000,
+    trainLoss: trainer.history.map((log) => TASKS.map((t) => log.trainLoss[t])),
+    validation: trainer.history.map((log) => TASKS.map((t) => log.valMetric[t])),
+  };
+  await trainer.compiled.release();
+  return result;
+}
+
+function runTheirs(run: Run): Promise<RunResult> {
+  const encoder = prepared.encoder;
+  const features = featuresFromEncoder(encoder);
+  return runReference({
     dataDir: encodedDir,
     workDir: root,
-    seed: 1,
+    seed: run.seed,
     threads: 2,
-    sparse: model.features.filter((f) => f.kind === "sparse"),
-    dense: model.features.filter((f) => f.kind === "dense").map((f) => f.name),
+    sparse: features.filter((f) => f.kind === "sparse"),
+    dense: features.filter((f) => f.kind === "dense").map((f) => f.name),
     labels: labelColumns,
     batchSize: 2048,
     lr: 1e-3,
     weightDecay: 1e-5,
-    nEpoch: options.epochs,
-    patience: options.patience,
-    weighting: setup.weighting,
-    model: setup.model,
+    nEpoch: run.nEpoch,
+    patience: run.patience,
+    weighting: MODELS[run.name].weighting,
+    model: MODELS[run.name].model(run.dropout),
+    ...(run.initPath === undefined ? {} : { initPath: run.initPath }),
   });
-  const cells = ["ctr", "cvr"].map((task, i) => {
-    const difference = ours[task] - reference.auc[i];
-    return `${ours[task].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${difference >= 0 ? "+" : ""}${difference.toFixed(4)}`;
-  });
-  const row = `| ${name} | ${oursParameters.toLocaleString("en-US")} | ${reference.parameters.toLocaleString("en-US")} | ${cells.join(" | ")} | ${ourSeconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
-  rows.push(row);
-  console.log(row);
 }
-console.log("");
-console.log("| model | parameters (onnxrec) | parameters (torch-rechub) | ctr AUC onnxrec | torch-rechub | difference | cvr AUC onnxrec | torch-rechub | difference | seconds onnxrec | seconds torch-rechub |");
-console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-for (const row of rows) console.log(row);
+
+const names = options.models.split(",");
+for (const name of names) {
+  if (MODELS[name] === undefined) throw new Error(`unknown model "${name}"; choose from ${Object.keys(MODELS).join(", ")}`);
+}
+const report: string[] = [];
+const print = (line = "") => {
+  report.push(line);
+  console.log(line);
+};
+
+if (options.matchedEpochs > 0) {
+  const matchedRows: string[] = [];
+  for (const name of names) {
+    const run: Run = { name, seed: 1, dropout: 0, nEpoch: options.matchedEpochs, patience: options.matchedEpochs + 1 };
+    run.initPath = join(root, `${name}-initial.f32`);
+    // torch-rechub runs first: it writes the initial weights onnxrec starts from.
+    const theirs = await runTheirs(run);
+    const ours = await runOurs(run);
+    for (let e = 0; e < ours.trainLoss.length; e++) {
+      const cells = TASKS.map(
+        (t, i) =>
+          `${t} loss ${ours.trainLoss[e][i].toFixed(5)} / ${theirs.trainLoss[e][i].toFixed(5)}, AUC ${ours.validation[e][i].toFixed(4)} / ${theirs.validation[e][i].toFixed(4)}`,
+      );
+      console.log(`${name} matched epoch ${e + 1} (onnxrec / torch-rechub): ${cells.join("; ")}`);
+    }
+    const cells = TASKS.map((_, i) => {
+      const loss = ours.trainLoss.at(-1)![i] - theirs.trainLoss.at(-1)![i];
+      return `${ours.auc[i].toFixed(4)} | ${theirs.auc[i].toFixed(4)} | ${signed(ours.auc[i] - theirs.auc[i])} | ${loss >= 0 ? "+" : ""}${loss.toExponential(1)}`;
+    });
+    matchedRows.push(`| ${name} | ${cells.join(" | ")} |`);
+  }
+  print("");
+  print(`Matched start: torch-rechub's initial weights, no dropout, batches in file order, ${options.matchedEpochs} epochs.`);
+  print("Test AUC, and the difference of the last epoch's mean training loss (onnxrec minus torch-rechub).");
+  print("");
+  print("| model | ctr onnxrec | ctr torch-rechub | difference | ctr loss difference | cvr onnxrec | cvr torch-rechub | difference | cvr loss difference |");
+  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const row of matchedRows) print(row);
+}
+
+const runRows: string[] = [];
+const results = new Map<string, { ours: number[][]; reference: number[][]; parameters: [number, number] }>();
+for (const name of seeds.length > 0 ? names : []) {
+  for (const seed of seeds) {
+    const run: Run = { name, seed, dropout: 0.2, nEpoch: options.epochs, patience: options.patience };
+    const ours = await runOurs(run);
+    const reference = await runTheirs(run);
+    for (const [framework, result] of [["onnxrec", ours], ["torch-rechub", reference]] as const) {
+      result.validation.forEach((v, e) =>
+        console.log(`${name} seed ${seed} ${framework} epoch ${e + 1}: ${TASKS.map((t, i) => `${t} ${v[i].toFixed(4)}`).join(" ")}`),
+      );
+    }
+    const entry = results.get(name) ?? { ours: [], reference: [], parameters: [ours.parameters, reference.parameters] };
+    entry.ours.push(ours.auc);
+    entry.reference.push(reference.auc);
+    results.set(name, entry);
+    const cells = TASKS.map((_, i) => `${ours.auc[i].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${signed(ours.auc[i] - reference.auc[i])}`);
+    const row = `| ${name} | ${seed} | ${cells.join(" | ")} | ${epochs(ours.validation)} | ${epochs(reference.validation)} | ${ours.seconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
+    runRows.push(row);
+    console.log(row);
+  }
+}
+
+if (seeds.length > 0) {
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const sd = (values: number[]) => Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / Math.max(values.length - 1, 1));
+  print("");
+  print("Seeded runs: test AUC, and epochs run with the kept epoch in brackets.");
+  print("");
+  print("| model | seed | ctr onnxrec | ctr torch-rechub | difference | cvr onnxrec | cvr torch-rechub | difference | epochs onnxrec | epochs torch-rechub | seconds onnxrec | seconds torch-rechub |");
+  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const row of runRows) print(row);
+  print("");
+  print(`Means over seeds ${seeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
+  print("");
+  print("| model | parameters onnxrec | parameters torch-rechub | ctr onnxrec | ctr torch-rechub | difference | cvr onnxrec | cvr torch-rechub | difference |");
+  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const [name, entry] of results) {
+    const cells = TASKS.map((_, i) => {
+      const ours = entry.ours.map((a) => a[i]);
+      const reference = entry.reference.map((a) => a[i]);
+      return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${signed(mean(ours) - mean(reference))}`;
+    });
+    const [p, q] = entry.parameters;
+    print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
+  }
+}
+await writeFile(join(root, "report.md"), `${report.join("\n")}\n`);
+console.log(`\nreport: ${join(root, "report.md")}`);

@@ -3,6 +3,11 @@
 Called by bench/parity.ts, which writes the splits and the feature spec. Run
 with torch-rechub importable (PYTHONPATH pointing at its source) and PyTorch
 installed, for example Debian's python3-torch.
+
+With "initPath" in the spec, the script writes the model's initial
+parameters there (float32 values, one after another, in named_parameters
+order, with a JSON index beside them) and trains on the batches in file
+order, so onnxrec can start from the same weights and see the same batches.
 """
 import json
 import sys
@@ -14,7 +19,8 @@ import torch
 from torch_rechub.basic.features import DenseFeature, SparseFeature
 from torch_rechub.models.multi_task import MMOE, PLE, SharedBottom
 from torch_rechub.trainers import MTLTrainer
-from torch_rechub.utils.data import DataGenerator
+from torch.utils.data import DataLoader
+from torch_rechub.utils.data import DataGenerator, TorchDataset
 
 
 def main():
@@ -48,15 +54,35 @@ def main():
         model = SharedBottom(features, task_types, bottom_params=options["bottomParams"],
                              tower_params_list=options["towerParamsList"])
     parameters = sum(p.numel() for p in model.parameters())
+    if "initPath" in spec:
+        write_parameters(model, spec["initPath"])
+        train_dl = DataLoader(TorchDataset(x_train, y_train), batch_size=spec["batchSize"], shuffle=False)
     adaptive = {"method": "uwl"} if spec["weighting"] == "uwl" else None
     trainer = MTLTrainer(model, task_types=task_types, optimizer_params={"lr": spec["lr"], "weight_decay": spec["weightDecay"]},
                          adaptive_params=adaptive, n_epoch=spec["nEpoch"], earlystop_patience=spec["patience"],
                          device="cpu", model_path=spec["workDir"])
     started = time.time()
-    trainer.fit(train_dl, val_dl)
+    log = trainer.fit(train_dl, val_dl)
     seconds = time.time() - started
     auc = trainer.evaluate(trainer.model, test_dl)
-    print("RESULT " + json.dumps({"auc": [float(a) for a in auc], "parameters": parameters, "seconds": seconds}))
+    # Each epoch's entry contains the task losses, then the validation AUCs.
+    train_loss = [[float(a) for a in epoch[:len(labels)]] for epoch in log]
+    validation = [[float(a) for a in epoch[len(labels):]] for epoch in log]
+    print("RESULT " + json.dumps({"auc": [float(a) for a in auc], "parameters": parameters, "seconds": seconds,
+                                  "trainLoss": train_loss, "validation": validation}))
+
+
+def write_parameters(model, path):
+    index = {}
+    offset = 0
+    with open(path, "wb") as out:
+        for name, value in model.named_parameters():
+            data = value.detach().numpy().astype(np.float32)
+            index[name] = {"offset": offset, "shape": list(data.shape)}
+            out.write(data.tobytes())
+            offset += data.size
+    with open(path + ".json", "w") as out:
+        json.dump(index, out)
 
 
 if __name__ == "__main__":
