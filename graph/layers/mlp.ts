@@ -21,24 +21,17 @@ export interface MlpParams {
 
 /**
  * y = x W + b with W [inDim, outDim], both drawn from PyTorch's default
- * U(-1/sqrt(inDim), 1/sqrt(inDim)). With `biasCancelled` (the layer feeds
- * batch norm, whose mean subtraction cancels any per-column shift) the bias
- * is declared, so parameter counts match the reference, but not added: its
- * gradient is exactly 0 and adding it would only cost time.
+ * U(-1/sqrt(inDim), 1/sqrt(inDim)). Before batch norm the bias is added too,
+ * although the mean subtraction cancels it in training: evaluation subtracts
+ * the running mean, which lags behind the bias as weight decay moves it, and
+ * torch-rechub's models evaluate that way.
  */
-export function linear(
-  ctx: ModelContext,
-  name: string,
-  x: Tensor,
-  inDim: number,
-  outDim: number,
-  biasCancelled = false,
-): Tensor {
+export function linear(ctx: ModelContext, name: string, x: Tensor, inDim: number, outDim: number): Tensor {
   return ctx.scope(name, () => {
     const bound = 1 / Math.sqrt(inDim);
     const weight = ctx.param("weight", [inDim, outDim], { kind: "uniform", bound }, "dense");
     const bias = ctx.param("bias", [outDim], { kind: "uniform", bound }, "bias");
-    return op.gemm(x, weight, biasCancelled ? null : bias);
+    return op.gemm(x, weight, bias);
   });
 }
 
@@ -94,7 +87,7 @@ export function mlp(
     let width = inDim;
     params.dims.forEach((dim, i) => {
       ctx.scope(`layer${i}`, () => {
-        h = linear(ctx, "linear", h, width, dim, true);
+        h = linear(ctx, "linear", h, width, dim);
         h = ctx.batchNorm("norm", h, dim);
         h = activate(h, params.activation ?? "relu");
         h = ctx.dropout(h, params.dropout ?? 0);
