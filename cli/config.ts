@@ -7,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { type ModelOptions, modelOptionsSchema, taskCountOf } from "../graph/models/schemas.js";
 import { type FeatureSpec, type LabelSpec, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
+import { RESTORE_BEST } from "../training/trainer.js";
 
 const ratio = z.number().min(0).max(1);
 
@@ -32,6 +33,7 @@ const trainerSchema = z
     nEpoch: z.number().int().positive().default(10),
     earlystopTaskid: z.number().int().min(0).default(0),
     earlystopPatience: z.number().int().positive().default(2),
+    restoreBest: z.enum(RESTORE_BEST).default("always"),
     seed: z.number().int().default(2022),
     threads: z.number().int().positive().optional(),
     optimizerParams: z

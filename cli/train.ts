@@ -140,6 +140,7 @@ export async function runTrain(
     nEpoch: t.nEpoch,
     earlystopTaskid: t.earlystopTaskid,
     earlystopPatience: t.earlystopPatience,
+    restoreBest: t.restoreBest,
     modelPath: config.modelDir,
     seed: t.seed,
     threads: t.threads,

@@ -38,6 +38,9 @@ export interface OptimizerParams {
 
 export type AdaptiveParams = LossWeighting;
 
+export const RESTORE_BEST = ["always", "on-stop", "never"] as const;
+export type RestoreBest = (typeof RESTORE_BEST)[number];
+
 export interface TrainerOptions {
   optimizerParams?: OptimizerParams;
   /** L1 and L2 penalties of embeddings and of the other weights (batch norm excluded), added to the loss. Default none. */
@@ -50,6 +53,13 @@ export interface TrainerOptions {
   earlystopTaskid?: number;
   /** Epochs without improvement before stopping. Default 10. */
   earlystopPatience?: number;
+  /**
+   * Which weights fit() leaves in the model: "always" (default) the best
+   * epoch's; "on-stop" the best epoch's when early stopping ends the run and
+   * the last epoch's when nEpoch does, as torch-rechub's trainer does;
+   * "never" the last epoch's.
+   */
+  restoreBest?: RestoreBest;
   /**
    * Folder for checkpoints: the best epoch's weights (checkpoint.safetensors)
    * and the latest epoch's (checkpoint.last.safetensors), and the training
@@ -115,6 +125,9 @@ export class MTLTrainer {
     if (!Number.isInteger(earlystopPatience) || earlystopPatience < 1) {
       throw new RangeError(`MTLTrainer: earlystopPatience must be an integer >= 1, got ${earlystopPatience}`);
     }
+    if (options.restoreBest !== undefined && !RESTORE_BEST.includes(options.restoreBest)) {
+      throw new RangeError(`MTLTrainer: restoreBest must be one of ${RESTORE_BEST.join(", ")}, got ${JSON.stringify(options.restoreBest)}`);
+    }
     this.taskNames = options.taskNames ?? model.taskTypes.map((_, i) => `task${i}`);
     if (this.taskNames.length !== nTask) {
       throw new RangeError(`MTLTrainer: taskNames has ${this.taskNames.length} names for ${nTask} tasks`);
@@ -171,7 +184,10 @@ export class MTLTrainer {
     return this.program;
   }
 
-  /** Trains up to nEpoch epochs, stops after earlystopPatience epochs without improvement, and restores the best weights. */
+  /**
+   * Trains up to nEpoch epochs, stops after earlystopPatience epochs without
+   * improvement, and restores the best weights as restoreBest says.
+   */
   async fit(train: DataLoader, val: DataLoader): Promise<EpochLog[]> {
     const program = await this.compile();
     const trainColumns = new ColumnMapping(this.model, train.dataset);
@@ -242,7 +258,9 @@ export class MTLTrainer {
       this.options.onEpoch?.(log);
       if (sinceBest >= this.options.earlystopPatience) break;
     }
-    if (best !== undefined) program.state = best.state;
+    const restore = this.options.restoreBest ?? "always";
+    const stopped = sinceBest >= this.options.earlystopPatience;
+    if (best !== undefined && (restore === "always" || (restore === "on-stop" && stopped))) program.state = best.state;
     return this.history;
   }
 

@@ -30,7 +30,10 @@ describe("MTLTrainer on the Ali-CCP sample", () => {
 });
 
 describe("MTLTrainer runs", () => {
-  async function fitSample(seed: number, options: { nEpoch?: number; patience?: number; modelPath?: string } = {}) {
+  async function fitSample(
+    seed: number,
+    options: { nEpoch?: number; patience?: number; modelPath?: string; restoreBest?: "always" | "on-stop" | "never" } = {},
+  ) {
     const { prepareSample } = await import("../fixtures/aliccp.js");
     const { PLE } = await import("../../graph/models/ple.js");
     const { ArrowDataset } = await import("../../training/data.js");
@@ -52,6 +55,7 @@ describe("MTLTrainer runs", () => {
       earlystopPatience: options.patience ?? 10,
       optimizerParams: { lr: 0.01 },
       modelPath: options.modelPath,
+      restoreBest: options.restoreBest,
       progress: false,
       seed,
       taskNames: ["ctr", "cvr"],
@@ -88,5 +92,30 @@ describe("MTLTrainer runs", () => {
     const saved = Array.from(trainer.compiled.state.params);
     await trainer.loadCheckpoint(join(modelPath, "checkpoint.safetensors"));
     expect(Array.from(trainer.compiled.state.params)).toEqual(saved);
+  });
+
+  it("keeps the last epoch's weights with restoreBest never", async () => {
+    const { trainer, valLoader } = await fitSample(3, { nEpoch: 8, restoreBest: "never" });
+    const last = trainer.history.at(-1)!.valMetric;
+    // The last epoch is not the best one here, so restoring would change the scores.
+    expect(last.ctr).toBeLessThan(Math.max(...trainer.history.map((e) => e.valMetric.ctr)));
+    const kept = await trainer.evaluate(valLoader);
+    expect(kept.ctr).toBe(last.ctr);
+    expect(kept.cvr).toBe(last.cvr);
+  });
+
+  it("keeps the last epoch's weights with restoreBest on-stop when nEpoch ends the run", async () => {
+    // Patience 10 never stops an 8-epoch run, so on-stop leaves the last epoch, as torch-rechub's trainer does.
+    const { trainer, valLoader } = await fitSample(3, { nEpoch: 8, restoreBest: "on-stop" });
+    expect(trainer.history.at(-1)!.valMetric.ctr).toBeLessThan(Math.max(...trainer.history.map((e) => e.valMetric.ctr)));
+    expect((await trainer.evaluate(valLoader)).ctr).toBe(trainer.history.at(-1)!.valMetric.ctr);
+  });
+
+  it("rejects an unknown restoreBest", async () => {
+    const { MTLTrainer } = await import("../../training/trainer.js");
+    const { tinyPle } = await import("../fixtures/features.js");
+    expect(() => new MTLTrainer(tinyPle(), { restoreBest: "best" as "always" })).toThrow(
+      'MTLTrainer: restoreBest must be one of always, on-stop, never, got "best"',
+    );
   });
 });
