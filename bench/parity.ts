@@ -27,7 +27,7 @@
  */
 import { spawn } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { readConfig } from "../cli/config.js";
 import { runPrepare } from "../cli/train.js";
@@ -49,6 +49,7 @@ const options = new Command("bench-parity")
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
   .option("--seeds <list>", "comma-separated training seeds; empty skips the seeded runs", "1,2,3")
   .option("--matched-epochs <n>", "epochs of the matched-start runs; 0 skips them", (v) => Number.parseInt(v, 10), 2)
+  .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
   .option("--dense-embedding-rows <n>", "onnxrec's dense embedding update threshold", (v) => Number.parseInt(v, 10))
   .parse(process.argv)
   .opts<{
@@ -60,6 +61,7 @@ const options = new Command("bench-parity")
     models: string;
     seeds: string;
     matchedEpochs: number;
+    out: string;
     denseEmbeddingRows?: number;
   }>();
 const seeds = options.seeds
@@ -88,7 +90,7 @@ const MODELS: Record<string, { model: (dropout: number) => ModelSpec; weighting:
   },
 };
 
-const root = join(process.cwd(), "data", "parity");
+const root = resolve(options.out);
 const base = await readConfig(new URL("../examples/demo/config.json", import.meta.url).pathname);
 const config = { ...base, data: { ...base.data, csv: join(root, "synthetic.csv"), preparedDir: join(root, "prepared") } };
 await generateAliCcp({ rows: options.rows, seed: 1, outPath: config.data.csv! });
@@ -162,9 +164,11 @@ async function runOurs(run: Run): Promise<RunResult> {
   const model = createModel(kind, featuresFromEncoder(prepared.encoder), { ...modelOptions, taskTypes: ["classification", "classification"] });
   const trainer = new MTLTrainer(model, {
     optimizerParams: { lr: 1e-3, weightDecay: 1e-5, denseEmbeddingRows: options.denseEmbeddingRows },
-    adaptiveParams: { method: setup.weighting },
+    // torch-rechub clamps UWL's weights at 0, and restores the best weights only when early stopping ends the run.
+    adaptiveParams: setup.weighting === "uwl" ? { method: "uwl", clamp: true } : { method: "equal" },
     nEpoch: run.nEpoch,
     earlystopPatience: run.patience,
+    restoreBest: "on-stop",
     taskNames: TASKS,
     seed: run.seed,
   });
