@@ -59,13 +59,21 @@ export function createApp(source: LoadedModel | ModelRepository, options: AppOpt
   app.disable("x-powered-by");
   app.set("etag", false);
   app.use(requestLogging(logger, metrics));
+  // Once a graceful shutdown has begun, every response carries
+  // `Connection: close`, so the client closes its keep-alive connection and
+  // sends no new request on it while the server drains.
+  app.use((_req, res, next) => {
+    if (repository.shuttingDown) res.setHeader("Connection", "close");
+    next();
+  });
   if (corsOrigins !== null) app.use(cors(corsOrigins));
 
   addRoute(app, "get", "/healthz", (_req, res) => {
+    if (repository.shuttingDown) {
+      throw new HttpError(503, "not ready: the server is shutting down", {}, { status: "shutting down" });
+    }
     if (!repository.ready) {
-      const reason = repository.closed ? "the server is shutting down" : "no model is ready";
-      res.status(503).json({ status: "shutting down", error: `not ready: ${reason}` });
-      return;
+      throw new HttpError(503, "not ready: no model is ready", {}, { status: "unavailable" });
     }
     res.json({ status: "ok" });
   });

@@ -70,6 +70,7 @@ export class ModelRepository {
   private pollTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private closing: Promise<void> | null = null;
+  private shutdownStarted = false;
 
   private constructor(
     readonly layout: RepositoryLayout,
@@ -124,15 +125,32 @@ export class ModelRepository {
     return [...this.snapshot.keys()].sort();
   }
 
-  /** True while the repository is open and serves at least one model whose default version is not released. */
+  /**
+   * True while the server is not shutting down and serves at least one model
+   * whose default version is not released.
+   */
   get ready(): boolean {
-    if (this.closing) return false;
+    if (this.shuttingDown) return false;
     return [...this.snapshot.values()].some((entry) => !entry.latest.released);
   }
 
   /** True once `close` has been called. */
   get closed(): boolean {
     return this.closing !== null;
+  }
+
+  /** True once `beginShutdown` or `close` has been called. */
+  get shuttingDown(): boolean {
+    return this.shutdownStarted || this.closing !== null;
+  }
+
+  /**
+   * Marks the start of a graceful shutdown: from now on `ready` is false, so
+   * health and readiness checks return 503, while the loaded models keep
+   * serving the requests that still arrive until `close`.
+   */
+  beginShutdown(): void {
+    this.shutdownStarted = true;
   }
 
   /** Loaded versions of a model, ascending; empty for an unknown model. */

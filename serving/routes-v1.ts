@@ -23,6 +23,8 @@ const describeColumn = (name: string) => `"inputs" column ${JSON.stringify(name)
 export function registerV1Routes(app: Express, context: RouteContext): void {
   const { repository, maxInstances, jsonBody } = context;
 
+  app.use(decodeVerbColon);
+
   // path-to-regexp reads ":" as the start of a parameter, so the literal colons are escaped.
   // The verb paths are typed as plain strings because Express's route-parameter types
   // do not understand the escaped colon.
@@ -60,7 +62,7 @@ export function registerV1Routes(app: Express, context: RouteContext): void {
   addRoute(app, "get", ["/v1/models/:name", "/v1/models/:name/versions/:version"], (req, res) => {
     const model = requestModel(repository, req, res);
     const listed = req.params.version === undefined ? allVersions(repository, model.name) : [model];
-    res.json(modelStatus(model, listed));
+    res.json(modelStatus(model, listed, repository.shuttingDown));
   });
   addRoute(app, "get", ["/v1/models/:name/metadata", "/v1/models/:name/versions/:version/metadata"], (req, res) => {
     const model = requestModel(repository, req, res);
@@ -73,6 +75,28 @@ export function registerV1Routes(app: Express, context: RouteContext): void {
     methodNotAllowed("GET"),
   );
 }
+
+const V1_MODELS_PREFIX = /^\/v1\/models\//i;
+const ENCODED_COLON = /%3a/gi;
+
+/**
+ * Decodes `%3A` to ":" in the path of a /v1/models/ URL, because some HTTP
+ * clients percent-encode the colon before the verb (`demo%3Apredict`).
+ * Express matches routes against the undecoded path, so without this such a
+ * URL would match `/v1/models/:name` and get 405. A model name cannot
+ * contain a colon, so every decoded colon is read as a verb separator. A URL
+ * whose model name contains an encoded colon still gets 404.
+ */
+const decodeVerbColon: RequestHandler = (req, _res, next) => {
+  if (V1_MODELS_PREFIX.test(req.url)) {
+    const queryStart = req.url.indexOf("?");
+    const path = queryStart === -1 ? req.url : req.url.slice(0, queryStart);
+    const query = queryStart === -1 ? "" : req.url.slice(queryStart);
+    const decoded = path.replace(ENCODED_COLON, ":");
+    if (decoded !== path) req.url = decoded + query;
+  }
+  next();
+};
 
 /** Validates columnar inputs against the model's features and encodes them. */
 function encodeColumns(model: LoadedModel, columns: ReadonlyMap<string, readonly unknown[]>, size: number) {
@@ -89,10 +113,15 @@ function allVersions(repository: ModelRepository, name: string): LoadedModel[] {
   return repository.versions(name).map((version) => findModel(repository, name, version));
 }
 
-function versionStatus(model: LoadedModel) {
+/** Returns the TensorFlow Serving state of a version: UNLOADING once it is released or the server is shutting down. */
+function versionState(model: LoadedModel, shuttingDown: boolean): "UNLOADING" | "AVAILABLE" {
+  return model.released || shuttingDown ? "UNLOADING" : "AVAILABLE";
+}
+
+function versionStatus(model: LoadedModel, shuttingDown: boolean) {
   return {
     version: String(model.version),
-    state: model.released ? "UNLOADING" : "AVAILABLE",
+    state: versionState(model, shuttingDown),
     status: { error_code: "OK", error_message: "" },
   };
 }
@@ -102,15 +131,15 @@ function versionStatus(model: LoadedModel) {
  * those of `model`, and `model_version_status` lists `versions` in the
  * TensorFlow Serving form.
  */
-function modelStatus(model: LoadedModel, versions: readonly LoadedModel[]) {
+function modelStatus(model: LoadedModel, versions: readonly LoadedModel[], shuttingDown: boolean) {
   return {
     name: model.name,
     version: model.version,
-    state: model.released ? "UNLOADING" : "AVAILABLE",
+    state: versionState(model, shuttingDown),
     createdAt: model.json.createdAt,
     loadedAt: model.loadedAt.toISOString(),
     tasks: model.taskNames,
-    model_version_status: versions.map(versionStatus),
+    model_version_status: versions.map((version) => versionStatus(version, shuttingDown)),
   };
 }
 

@@ -30,7 +30,7 @@ export function registerV2Routes(app: Express, context: RouteContext): void {
   });
   addRoute(app, "get", "/v2/health/ready", (_req, res) => {
     if (!repository.ready) {
-      const reason = repository.closed ? "the server is shutting down" : "no model is ready";
+      const reason = repository.shuttingDown ? "the server is shutting down" : "no model is ready";
       throw new HttpError(503, `not ready: ${reason}`);
     }
     res.json({ ready: true });
@@ -42,7 +42,7 @@ export function registerV2Routes(app: Express, context: RouteContext): void {
 
   addRoute(app, "get", readyPaths, (req, res) => {
     const model = requestModel(repository, req, res);
-    if (model.released || repository.closed) {
+    if (model.released || repository.shuttingDown) {
       throw new HttpError(503, `model ${JSON.stringify(model.name)} version ${model.version} is not ready: it is shutting down`);
     }
     res.json({ name: model.name, version: String(model.version), ready: true });

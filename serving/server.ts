@@ -6,6 +6,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type AppOptions, createApp } from "./app.js";
 import type { BatchingOptions } from "./batcher.js";
+import { handleClientErrors } from "./client-errors.js";
 import { jsonLogger, logEntry, safeLog, silentLogger } from "./logging.js";
 import { ServingMetrics } from "./metrics.js";
 import type { LoadedModel } from "./model.js";
@@ -77,6 +78,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   let server: Server;
   try {
     server = createServer(createApp(repository, { ...options, logger, metrics }));
+    handleClientErrors(server, { logger, metrics });
   } catch (error) {
     await repository.close();
     throw error;
@@ -103,6 +105,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const close = (): Promise<void> => {
     closing ??= (async () => {
       removeSignalHandlers();
+      // Health and readiness checks return 503 from now on, also on kept-alive connections.
+      repository.beginShutdown();
       // Queued requests start now rather than after the queue delay, so that their connections end sooner.
       void repository.drainQueues();
       repository.stopPolling();

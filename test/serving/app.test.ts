@@ -481,7 +481,9 @@ describe("internal failures", () => {
     const res = await request(releasedApp).post("/predict").send({ instances: testRows.slice(0, 1) });
     expect(res.status).toBe(503);
     expect(res.body.error).toContain("shutting down");
-    expect((await request(releasedApp).get("/healthz")).status).toBe(503);
+    const health = await request(releasedApp).get("/healthz");
+    expect(health.status).toBe(503);
+    expect(health.body).toEqual({ error: "not ready: no model is ready", status: "unavailable" });
     expect((await request(releasedApp).get("/v1/models/released")).body.state).toBe("UNLOADING");
   });
 });

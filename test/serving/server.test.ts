@@ -1,12 +1,15 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { writeFile } from "node:fs/promises";
-import { request as httpRequest } from "node:http";
+import { createServer, request as httpRequest } from "node:http";
+import { type AddressInfo, connect } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { serveCommand } from "../../cli/serve.js";
-import { silentLogger } from "../../serving/app.js";
+import { type LogEntry, silentLogger } from "../../serving/app.js";
+import { handleClientErrors } from "../../serving/client-errors.js";
+import { ServingMetrics } from "../../serving/metrics.js";
 import { startServer } from "../../serving/server.js";
 import { trainTinyModel } from "../fixtures/aliccp.js";
 
@@ -18,6 +21,59 @@ beforeAll(async () => {
 
 function nullRow(names: readonly string[]): Record<string, null> {
   return Object.fromEntries(names.map((name) => [name, null]));
+}
+
+interface RawResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+interface RawConnection {
+  write(text: string): void;
+  /** The raw text received until the server closed the connection. */
+  received: Promise<string>;
+}
+
+/** Opens a TCP connection to the server at `url`, for requests written by hand. */
+async function openConnection(url: string): Promise<RawConnection> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.setEncoding("utf8");
+  let text = "";
+  socket.on("data", (data: string) => (text += data));
+  const received = once(socket, "close").then(() => text);
+  await once(socket, "connect");
+  return { write: (chunk) => socket.write(chunk), received };
+}
+
+/** Sends `request` on a new connection and returns the raw text received until the server closes it. */
+async function exchange(url: string, request: string): Promise<string> {
+  const connection = await openConnection(url);
+  connection.write(request);
+  return connection.received;
+}
+
+/** Splits raw HTTP/1.1 responses into status, headers (lowercase names) and body. */
+function parseResponses(text: string): RawResponse[] {
+  const responses: RawResponse[] = [];
+  let rest = text;
+  while (rest.length > 0) {
+    const headerEnd = rest.indexOf("\r\n\r\n");
+    if (headerEnd === -1) throw new Error(`incomplete response: ${JSON.stringify(rest)}`);
+    const [statusLine, ...headerLines] = rest.slice(0, headerEnd).split("\r\n");
+    const headers: Record<string, string> = {};
+    for (const line of headerLines) {
+      const colon = line.indexOf(":");
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    // Without Content-Length, the body runs to the end of the connection.
+    const bodyStart = headerEnd + 4;
+    const bodyEnd = headers["content-length"] === undefined ? rest.length : bodyStart + Number(headers["content-length"]);
+    responses.push({ status: Number(statusLine.split(" ")[1]), headers, body: rest.slice(bodyStart, bodyEnd) });
+    rest = rest.slice(bodyEnd);
+  }
+  return responses;
 }
 
 describe("startServer", () => {
@@ -72,6 +128,56 @@ describe("startServer", () => {
     expect(running.model.released).toBe(true);
   });
 
+  it("fails health checks once draining starts", async () => {
+    const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false });
+    const name = running.model.name;
+    const row = nullRow(running.model.encoder.features.map((f) => f.name));
+    const body = JSON.stringify({ instances: [row] });
+    const predict = `POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const checks = ["/healthz", "/v2/health/ready", `/v2/models/${name}/ready`, `/v2/models/${name}/versions/1/ready`];
+
+    // A predict request is in flight on each connection when close() begins,
+    // so the kept-alive connections stay open and carry one health check each.
+    const connections = await Promise.all(checks.map(() => openConnection(running.url)));
+    for (const connection of connections) connection.write(predict + body.slice(0, 10));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const closed = running.close();
+    for (const [k, connection] of connections.entries()) {
+      connection.write(`${body.slice(10)}GET ${checks[k]} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+    }
+    const received = await Promise.all(connections.map((connection) => connection.received));
+    await closed;
+
+    for (const [k, text] of received.entries()) {
+      const responses = parseResponses(text);
+      expect(responses.map((response) => response.status), checks[k]).toEqual([200, 503]);
+      expect(JSON.parse(responses[0].body).predictions, checks[k]).toHaveLength(1);
+      const check = responses[1];
+      expect(check.headers.connection, checks[k]).toBe("close");
+      expect(check.headers["content-type"], checks[k]).toMatch(/^application\/json/);
+      expect(JSON.parse(check.body).error, checks[k]).toMatch(/shutting down/);
+    }
+    expect(JSON.parse(parseResponses(received[0])[1].body)).toEqual({
+      error: "not ready: the server is shutting down",
+      status: "shutting down",
+    });
+  });
+
+  it("marks models unloading once draining starts", async () => {
+    const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false });
+    try {
+      running.repository.beginShutdown();
+      const res = await fetch(`${running.url}/v1/models/${running.model.name}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("connection")).toBe("close");
+      const status = (await res.json()) as { state: string; model_version_status: { state: string }[] };
+      expect(status.state).toBe("UNLOADING");
+      expect(status.model_version_status.map((version) => version.state)).toEqual(["UNLOADING"]);
+    } finally {
+      await running.close();
+    }
+  });
+
   it("reports a port in use", async () => {
     const first = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false });
     const { port } = new URL(first.url);
@@ -79,6 +185,70 @@ describe("startServer", () => {
       /cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/,
     );
     await first.close();
+  });
+});
+
+describe("client errors", () => {
+  it.each([
+    ["oversized headers", `GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Large: ${"a".repeat(20_000)}\r\n\r\n`, 431, /^request headers too large: the limit is 16384 bytes/],
+    ["a long URL", `GET /healthz?q=${"a".repeat(20_000)} HTTP/1.1\r\nHost: localhost\r\n\r\n`, 431, /^request headers too large/],
+    ["a header without a colon", "GET /healthz HTTP/1.1\r\nHost localhost\r\n\r\n", 400, /^malformed HTTP request: .+ \(HPE_[A-Z_]+\)$/],
+    ["an invalid request line", "NOT HTTP\r\n\r\n", 400, /^malformed HTTP request: .+ \(HPE_[A-Z_]+\)$/],
+  ])("answers %s with JSON", async (_case, request, status, message) => {
+    const logs: LogEntry[] = [];
+    const running = await startServer({ modelDir, port: 0, logger: (entry) => logs.push(entry), handleSignals: false });
+    try {
+      const responses = parseResponses(await exchange(running.url, request));
+      expect(responses).toHaveLength(1);
+      const [response] = responses;
+      expect(response.status).toBe(status);
+      expect(response.headers["content-type"]).toBe("application/json; charset=utf-8");
+      expect(response.headers.connection).toBe("close");
+      const body = JSON.parse(response.body) as { error: string };
+      expect(Object.keys(body)).toEqual(["error"]);
+      expect(body.error).toMatch(message);
+
+      const logged = logs.find((entry) => entry.msg === "request rejected before routing");
+      expect(logged).toMatchObject({ level: "warn", status, error: body.error, requestId: response.headers["x-request-id"] });
+      expect(JSON.stringify(logged)).not.toContain("aaaa");
+      const metrics = await (await fetch(`${running.url}/metrics`)).text();
+      expect(metrics).toContain(`onnxrec_requests_total{model="",route="unparsed",status="${status}"} 1`);
+      expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it("answers a header timeout with 408", async () => {
+    const logs: LogEntry[] = [];
+    const server = createServer({ headersTimeout: 200, requestTimeout: 300, connectionsCheckingInterval: 50 }, (_req, res) => res.end());
+    handleClientErrors(server, { logger: (entry) => logs.push(entry), metrics: new ServingMetrics() });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    try {
+      const { port } = server.address() as AddressInfo;
+      const responses = parseResponses(await exchange(`http://127.0.0.1:${port}`, "GET / HTTP/1.1\r\nHost: localhost\r\n"));
+      expect(responses.map((response) => response.status)).toEqual([408]);
+      expect(JSON.parse(responses[0].body)).toEqual({ error: "request timed out: the headers and body were not received in time" });
+      expect(logs.map((entry) => entry.code)).toEqual(["ERR_HTTP_REQUEST_TIMEOUT"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("survives a connection reset mid-headers", async () => {
+    const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false });
+    try {
+      const { port } = new URL(running.url);
+      const socket = connect(Number(port), "127.0.0.1");
+      await once(socket, "connect");
+      socket.write("GET /healthz HTTP/1.1\r\nHost: loc");
+      socket.resetAndDestroy();
+      await once(socket, "close");
+      expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+    } finally {
+      await running.close();
+    }
   });
 });
 

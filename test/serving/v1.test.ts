@@ -203,6 +203,32 @@ describe("versions", () => {
     expect(res.headers.allow).toBe("POST");
   });
 
+  it.each(["/v1/models/ple%3Apredict", "/v1/models/ple%3apredict", "/v1/models/ple/versions/1%3Apredict", "/V1/Models/ple%3Apredict?x=%3A"])(
+    "predicts on encoded colon %s",
+    async (path) => {
+      const batch = rows.slice(0, 3);
+      const plain = await post(path.includes("/versions/") ? "/v1/models/ple/versions/1:predict" : "/v1/models/ple:predict", { instances: batch });
+      const res = await post(path, { instances: batch });
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual(plain.body);
+      const columns = await post(path, { inputs: toColumns(batch) });
+      expect(columns.status).toBe(200);
+      expect(Object.keys(columns.body)).toEqual(["outputs"]);
+    },
+  );
+
+  it("treats encoded colon verbs like plain ones", async () => {
+    const classify = await post("/v1/models/ple%3Aclassify", { instances: [] });
+    expect(classify.status).toBe(404);
+    expect(classify.body.error).toBe('unknown verb ":classify" on /v1/models/ple%3Aclassify; the only verb is ":predict"');
+    const get = await request(app).get("/v1/models/ple/versions/2%3Apredict");
+    expect(get.status).toBe(405);
+    expect(get.headers.allow).toBe("POST");
+    const unknown = await post("/v1/models/other%3Apredict", { instances: rows.slice(0, 1) });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error).toBe('model "other" not found; this server serves "ple"');
+  });
+
   it("rejects POST /predict when several models are served", async () => {
     const root = await emptyRepository();
     const dir = repository.get("ple")!.dir;
