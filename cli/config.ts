@@ -6,7 +6,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { type ModelOptions, modelOptionsSchema, taskCountOf } from "../graph/models/schemas.js";
-import { type FeatureSpec, type LabelSpec, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
+import { type FeatureSpec, type LabelSpec, describeValue, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
 import { RESTORE_BEST } from "../training/trainer.js";
 
 const ratio = z.number().min(0).max(1);
@@ -107,19 +107,104 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-function formatIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      const path = issue.path.length > 0 ? issue.path.join(".") : "(root)";
-      return `  ${path}: ${issue.message}`;
-    })
-    .join("\n");
+/**
+ * Formats each zod issue as one line with the field path, what was expected
+ * and the value received, read from `raw` at that path (JSON, at most 80
+ * characters). An unknown key gets a line of its own.
+ */
+function formatIssues(error: z.ZodError, raw: unknown): string {
+  return error.issues.flatMap((issue) => issueLines(issue, raw)).join("\n");
+}
+
+function issueLines(issue: z.core.$ZodIssue, raw: unknown): string[] {
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => {
+      const path = [...issue.path, key];
+      return `  ${formatPath(path)}: unknown field, received ${describeValue(valueAt(raw, path))}; remove it or correct its name`;
+    });
+  }
+  const value = valueAt(raw, issue.path);
+  const received = value === undefined ? "but the field is missing" : `received ${describeValue(value)}`;
+  return [`  ${formatPath(issue.path)}: ${expectation(issue)}, ${received}`];
+}
+
+/** Describes what a field should have been, from the zod issue. */
+function expectation(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return `expected ${typeName(issue.expected)}`;
+    case "too_small":
+      return `expected ${boundText(issue.origin, issue.inclusive ? ">=" : ">", issue.minimum, "at least")}`;
+    case "too_big":
+      return `expected ${boundText(issue.origin, issue.inclusive ? "<=" : "<", issue.maximum, "at most")}`;
+    case "invalid_value":
+      return `expected ${oneOf(issue.values)}`;
+    case "invalid_union":
+      // A discriminated union whose discriminator matches no option lists the valid discriminator values.
+      if ("options" in issue && Array.isArray(issue.options)) return `expected ${oneOf(issue.options)}`;
+      return "expected one of the allowed forms";
+    default:
+      return issue.message;
+  }
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  number: "a number",
+  int: "an integer",
+  string: "a string",
+  boolean: "a boolean",
+  object: "an object",
+  array: "an array",
+  tuple: "an array",
+  record: "an object",
+};
+
+function typeName(expected: string): string {
+  return TYPE_NAMES[expected] ?? expected;
+}
+
+function boundText(origin: string, operator: string, bound: number | bigint, words: string): string {
+  if (origin === "number" || origin === "int" || origin === "bigint") return `a number ${operator} ${bound}`;
+  const exclusive = operator === ">" || operator === "<";
+  const count = exclusive ? `${operator === ">" ? "more" : "fewer"} than ${bound}` : `${words} ${bound}`;
+  const plural = exclusive || Number(bound) !== 1;
+  if (origin === "array") return `an array with ${count} ${plural ? "items" : "item"}`;
+  if (origin === "string") return `a string of ${count} ${plural ? "characters" : "character"}`;
+  return `${origin} with ${count} ${plural ? "elements" : "element"}`;
+}
+
+function oneOf(values: readonly unknown[]): string {
+  return values.length === 1 ? describeValue(values[0]) : `one of ${values.map((value) => describeValue(value)).join(", ")}`;
+}
+
+/** Formats a zod path as in JavaScript: `trainer.optimizerParams.lr`, `data.split[1]`. */
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "(root)";
+  let text = "";
+  for (const key of path) {
+    if (typeof key === "number") {
+      text += `[${key}]`;
+    } else {
+      text += text === "" ? String(key) : `.${String(key)}`;
+    }
+  }
+  return text;
+}
+
+/** Returns the value at `path` in `raw`, or undefined when a key along the path is missing. */
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let value = raw;
+  for (const key of path) {
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
 }
 
 /** Validates a parsed config; `path` names it in errors and anchors relative paths. */
 export function parseConfig(raw: unknown, path: string): Config {
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`invalid config ${path}:\n${formatIssues(result.error)}`);
+  if (!result.success) throw new ConfigError(`invalid config ${path}:\n${formatIssues(result.error, raw)}`);
   const c = result.data;
   let features: FeatureSpec[];
   let labels: LabelSpec[];

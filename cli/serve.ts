@@ -30,6 +30,8 @@ export interface ServeOptions {
   batching?: boolean;
   /** Comma-separated origins allowed by CORS, or "*". */
   cors?: string;
+  /** False leaves out the web page at GET / and the model files it loads (default true). */
+  web?: boolean;
   /** Turns on the onnxrec:* debug logs on stderr, like DEBUG=onnxrec:*. */
   debug?: boolean;
   logger?: Logger;
@@ -63,6 +65,7 @@ export async function serveCommand(modelPath: string, options: ServeOptions = {}
     pollIntervalMs: options.pollInterval === undefined ? undefined : options.pollInterval * 1000,
     batching,
     cors: options.cors,
+    web: options.web,
   });
 
   const { model, repository, url } = running;
@@ -85,6 +88,7 @@ export async function serveCommand(modelPath: string, options: ServeOptions = {}
   print(`  predict:  POST ${predictUrl}  (V2: POST ${url}/v2/models/${encodeURIComponent(model.name)}/infer)`);
   print(`  metadata: GET ${url}/v1/models/${encodeURIComponent(model.name)}/metadata`);
   print(`  metrics:  GET ${url}/metrics`);
+  print(options.web === false ? "  web page: off (--no-web)" : `  web page: ${url}/`);
   print("Example request:");
   print(exampleCurl(predictUrl, model.encoder));
   print("Press Ctrl+C to stop.");
@@ -177,6 +181,7 @@ export function registerServe(program: Command): Command {
       DEFAULT_MAX_CONCURRENT_BATCHES,
     )
     .option("--no-batching", "run every request on its own (the same as --max-batch-size 1)")
+    .option("--no-web", "do not serve the web page at GET / or the files it loads (/web/..., /models and /models/...)")
     .option("--cors <origins>", "comma-separated origins allowed by CORS, such as https://app.example, or *; CORS is off without it")
     .option("--debug", "log batch formation and model loading to stderr (the same as DEBUG=onnxrec:*)")
     .action(async (modelPath: string, options: ServeOptions) => {

@@ -44,6 +44,44 @@ describe("config validation", () => {
     expect(() => parseConfig(bad, "c.json")).toThrow(/extra/);
   });
 
+  it("shows invalid values and expectations", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, trainer: { batchSize: -3, optimizerParams: { lr: "fast" } } };
+    let message = "";
+    try {
+      parseConfig(bad, "c.json");
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    const lines = message.split("\n");
+    expect(lines[0]).toBe("invalid config c.json:");
+    expect(lines).toContain("  trainer.batchSize: expected a number > 0, received -3");
+    expect(lines).toContain('  trainer.optimizerParams.lr: expected a number, received "fast"');
+    expect(lines).toHaveLength(3);
+  });
+
+  it("shows unknown, missing and listed values", () => {
+    const { modelDir: _, ...config } = sampleConfig("/tmp/x");
+    const bad = {
+      ...config,
+      data: { ...config.data, split: [0.5, 2, 0.1] },
+      model: { ...config.model, kind: "dcn" },
+      trainer: { adaptiveParams: { method: "uwl", clamp: true, alpha: 0.5 } },
+    };
+    expect(() => parseConfig(bad, "c.json")).toThrow("  data.split[1]: expected a number <= 1, received 2");
+    expect(() => parseConfig(bad, "c.json")).toThrow(
+      '  model.kind: expected one of "ple", "mmoe", "shared-bottom", "esmm", received "dcn"',
+    );
+    expect(() => parseConfig(bad, "c.json")).toThrow("  trainer.adaptiveParams.alpha: unknown field, received 0.5; remove it or correct its name");
+    expect(() => parseConfig(bad, "c.json")).toThrow("  modelDir: expected a string, but the field is missing");
+  });
+
+  it("truncates a long invalid value", () => {
+    const config = { ...sampleConfig("/tmp/x"), extraColumns: "c".repeat(200) };
+    expect(() => parseConfig(config, "c.json")).toThrow(`  extraColumns: expected an array, received "${"c".repeat(79)}...`);
+    expect(() => parseConfig(config, "c.json")).not.toThrow("c".repeat(81));
+  });
+
   it("rejects an unknown model kind", () => {
     const config = { ...sampleConfig("/tmp/x"), model: { kind: "dcn" } };
     expect(() => parseConfig(config, "c.json")).toThrow(/model\.kind/);

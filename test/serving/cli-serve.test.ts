@@ -63,6 +63,27 @@ describe("serveCommand", () => {
     expect(res.status).toBe(200);
   });
 
+  it("leaves out the web page with --no-web", async () => {
+    const options = parseServeArgs([modelDir, "--no-web", "--port", "0", "--name", "tiny"]);
+    expect(options.web).toBe(false);
+    const { running, output } = await serve(modelDir, options);
+    expect(output).toContain("web page: off (--no-web)");
+    for (const path of ["/", "/web/main.js", "/models", "/models/tiny/1/model.json"]) {
+      const res = await fetch(`${running.url}${path}`);
+      expect(res.status, path).toBe(404);
+      expect(((await res.json()) as { error: string }).error, path).toBe(`no route for GET ${path}`);
+    }
+    expect((await fetch(`${running.url}/healthz`)).status).toBe(200);
+  });
+
+  it("serves the web page by default", async () => {
+    const { running, output } = await serve(modelDir, parseServeArgs([modelDir, "--port", "0", "--name", "tiny"]));
+    expect(output).toContain(`web page: ${running.url}/`);
+    const res = await fetch(`${running.url}/`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+  });
+
   it("applies batching and CORS options", async () => {
     const { running } = await serve(modelDir, {
       name: "tiny",
@@ -107,7 +128,14 @@ describe("serve arguments", () => {
   });
 
   it("has batching on and polling every 5 s by default", () => {
-    expect(parseServeArgs(["models"])).toMatchObject({ batching: true, pollInterval: 5, maxBatchSize: 256, maxQueueDelayMs: 0, maxQueueRows: 8192 });
+    expect(parseServeArgs(["models"])).toMatchObject({
+      batching: true,
+      web: true,
+      pollInterval: 5,
+      maxBatchSize: 256,
+      maxQueueDelayMs: 0,
+      maxQueueRows: 8192,
+    });
   });
 
   it.each([
