@@ -50,6 +50,7 @@ const options = new Command("bench-parity")
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
   .option("--seeds <list>", "comma-separated training seeds; empty skips the seeded runs", "1,2,3")
   .option("--matched-epochs <n>", "epochs of the matched-start runs; 0 skips them", (v) => Number.parseInt(v, 10), 2)
+  .option("--dropout <ratio>", "MLP dropout of the seeded runs", (v) => Number.parseFloat(v), 0.2)
   .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
   .option("--dense-embedding-rows <n>", "onnxrec's dense embedding update threshold", (v) => Number.parseInt(v, 10))
   .parse(process.argv)
@@ -63,6 +64,7 @@ const options = new Command("bench-parity")
     seeds: string;
     matchedEpochs: number;
     out: string;
+    dropout: number;
     denseEmbeddingRows?: number;
   }>();
 const seeds = options.seeds
@@ -259,7 +261,7 @@ const runRows: string[] = [];
 const results = new Map<string, { ours: number[][]; reference: number[][]; parameters: [number, number] }>();
 for (const name of seeds.length > 0 ? names : []) {
   for (const seed of seeds) {
-    const run: Run = { name, seed, dropout: 0.2, nEpoch: options.epochs, patience: options.patience };
+    const run: Run = { name, seed, dropout: options.dropout, nEpoch: options.epochs, patience: options.patience };
     const ours = await runOurs(run);
     const reference = await runTheirs(run);
     for (const [framework, result] of [["onnxrec", ours], ["torch-rechub", reference]] as const) {
