@@ -8,8 +8,8 @@
  * the host feeds a set of rows with their Adam moments and writes the
  * updated rows back. For a small table the set is the whole table, so every
  * row takes an Adam step every step, as torch.optim.Adam on an nn.Embedding
- * does; for a large one it is only the rows the batch uses (deduplicated),
- * so a step costs O(batch), not O(vocabulary), and a row moves only on the
+ * does. For a large table it is only the rows the batch uses (deduplicated).
+ * A step then costs O(batch), not O(vocabulary), and a row moves only on the
  * steps that use it.
  */
 import { Graph, GraphError, Tensor } from "./builder.js";
@@ -63,10 +63,10 @@ export function denseFeatures(model: MultiTaskModel): DenseFeature[] {
  * Looks up rows[idx] with a gradient that sums the rows of dy sharing an
  * index without a scatter: the host passes `order`, a permutation that sorts
  * idx, and `ends`, for each row the count of sorted positions up to and
- * including its last occurrence. A running sum (in float64, so the
- * differences stay exact to float32) over the sorted dy, with a zero in
- * front, read at each row's end, minus the previous row's end, is the row's
- * total; a row the batch does not use gets zero.
+ * including its last occurrence. Take a running sum over the sorted dy, with
+ * a zero in front, in float64 so the differences stay exact to float32. Its
+ * value at a row's end minus its value at the previous row's end is the
+ * row's total, and a row the batch does not use gets zero.
  */
 function lookupRows(rows: Tensor, idx: Tensor, order: Tensor, ends: Tensor): Tensor {
   const y = op.gather(rows, idx);

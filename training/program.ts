@@ -127,7 +127,7 @@ function sortBySlot(idx: Int32Array, slots: number, unique: Int32Array | null): 
   return { unique, idx, order, ends };
 }
 
-/** The rows of `table` listed in `unique`; the table itself when null. */
+/** Returns the rows of `table` listed in `unique`, or the table itself when `unique` is null. */
 function gatherRows(table: Float32Array, unique: Int32Array | null, width: number): Float32Array {
   if (unique === null) return table;
   const rows = new Float32Array(unique.length * width);
@@ -163,7 +163,7 @@ export class ModelProgram {
   readonly trainingModel: Uint8Array;
   readonly evalModel: Uint8Array;
   readonly modelParameterCount: number;
-  /** Where each dense parameter sits in `state.params`. */
+  /** Name, offset and shape of each dense parameter in `state.params`. */
   readonly parameters: readonly ParameterSpec[];
   readonly dropoutMasks: readonly DropoutMaskSpec[];
   /** Tasks whose losses train the model, in task order. */

@@ -29,9 +29,9 @@ export interface OptimizerParams {
   beta2?: number;
   epsilon?: number;
   /**
-   * Embedding tables with at most this many rows move every row every step
-   * (dense Adam, as torch-rechub's optimizer does); larger tables move only
-   * the rows each batch uses. Default 100,000.
+   * Row limit for dense embedding updates. A table with at most this many
+   * rows moves every row every step, as torch-rechub's dense Adam does.
+   * Larger tables move only the rows each batch uses. Default 100,000.
    */
   denseEmbeddingRows?: number;
 }
@@ -54,10 +54,10 @@ export interface TrainerOptions {
   /** Epochs without improvement before stopping. Default 10. */
   earlystopPatience?: number;
   /**
-   * Which weights fit() leaves in the model: "always" (default) the best
-   * epoch's; "on-stop" the best epoch's when early stopping ends the run and
-   * the last epoch's when nEpoch does, as torch-rechub's trainer does;
-   * "never" the last epoch's.
+   * Weights that fit() leaves in the model. "always" (default): the best
+   * epoch's. "on-stop": the best epoch's when early stopping ends the run,
+   * otherwise the last epoch's, as torch-rechub's trainer does. "never": the
+   * last epoch's.
    */
   restoreBest?: RestoreBest;
   /**
@@ -186,7 +186,7 @@ export class MTLTrainer {
 
   /**
    * Trains up to nEpoch epochs, stops after earlystopPatience epochs without
-   * improvement, and restores the best weights as restoreBest says.
+   * improvement, and restores the best weights as restoreBest selects.
    */
   async fit(train: DataLoader, val: DataLoader): Promise<EpochLog[]> {
     const program = await this.compile();

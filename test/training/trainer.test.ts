@@ -99,9 +99,9 @@ describe("MTLTrainer runs", () => {
     const last = trainer.history.at(-1)!.valMetric;
     // The last epoch is not the best one here, so restoring would change the scores.
     expect(last.ctr).toBeLessThan(Math.max(...trainer.history.map((e) => e.valMetric.ctr)));
-    const kept = await trainer.evaluate(valLoader);
-    expect(kept.ctr).toBe(last.ctr);
-    expect(kept.cvr).toBe(last.cvr);
+    const scores = await trainer.evaluate(valLoader);
+    expect(scores.ctr).toBe(last.ctr);
+    expect(scores.cvr).toBe(last.cvr);
   });
 
   it("keeps the last epoch's weights with restoreBest on-stop when nEpoch ends the run", async () => {
