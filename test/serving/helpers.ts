@@ -6,7 +6,8 @@ import { parse } from "csv-parse/sync";
 import { expect } from "vitest";
 import { Session, tensor } from "../../runtime/node.js";
 import type { FeatureEncoder } from "../../training/features.js";
-import { DENSE_COLUMNS, SAMPLE_DIR, SPARSE_COLUMNS, temporaryDir } from "../fixtures/aliccp.js";
+import { ModelRepository, createApp, silentLogger } from "../../serving/app.js";
+import { DENSE_COLUMNS, SAMPLE_DIR, SPARSE_COLUMNS, temporaryDir, trainTinyModel } from "../fixtures/aliccp.js";
 
 export type Row = Record<string, string | number | null>;
 export type Scores = { ctr: number; cvr: number };
@@ -102,6 +103,20 @@ export async function addVersion(root: string, name: string, version: number | s
 
 export async function emptyRepository(): Promise<string> {
   return temporaryDir("onnxrec-repository-");
+}
+
+/**
+ * Trains the tiny sample model and serves it as the given versions of model
+ * "ple" in a new repository, with a session that scores the same model
+ * directly for comparison.
+ */
+export async function servedTinyModel(versions: number[]) {
+  const { modelDir } = await trainTinyModel();
+  const root = await emptyRepository();
+  for (const version of versions) await addVersion(root, "ple", version, modelDir);
+  const repository = await ModelRepository.open(root);
+  const session = await referenceSession(modelDir);
+  return { repository, session, rows: sampleRows(), app: createApp(repository, { logger: silentLogger }), modelDir };
 }
 
 /** Waits `ms` milliseconds. */

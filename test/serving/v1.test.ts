@@ -2,8 +2,7 @@ import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Session } from "../../runtime/node.js";
 import { ModelRepository, createApp, silentLogger } from "../../serving/app.js";
-import { trainTinyModel } from "../fixtures/aliccp.js";
-import { type Row, addVersion, directScores, emptyRepository, expectScores, referenceSession, sampleRows, toColumns } from "./helpers.js";
+import { type Row, addVersion, directScores, emptyRepository, expectScores, servedTinyModel, toColumns } from "./helpers.js";
 
 let repository: ModelRepository;
 let session: Session;
@@ -11,14 +10,7 @@ let rows: Row[];
 let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
-  const { modelDir } = await trainTinyModel();
-  const root = await emptyRepository();
-  await addVersion(root, "ple", 1, modelDir);
-  await addVersion(root, "ple", 2, modelDir);
-  repository = await ModelRepository.open(root);
-  session = await referenceSession(modelDir);
-  rows = sampleRows();
-  app = createApp(repository, { logger: silentLogger });
+  ({ repository, session, rows, app } = await servedTinyModel([1, 2]));
 });
 
 afterAll(async () => {

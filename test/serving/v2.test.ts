@@ -2,19 +2,8 @@ import request from "supertest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Session } from "../../runtime/node.js";
 import { ModelRepository, createApp, loadModel, silentLogger } from "../../serving/app.js";
-import { DENSE_COLUMNS, SPARSE_COLUMNS, trainTinyModel } from "../fixtures/aliccp.js";
-import {
-  type Row,
-  type V2Tensor,
-  addVersion,
-  directScores,
-  emptyRepository,
-  expectScores,
-  referenceSession,
-  sampleRows,
-  toTensors,
-  v2Scores,
-} from "./helpers.js";
+import { DENSE_COLUMNS, SPARSE_COLUMNS } from "../fixtures/aliccp.js";
+import { type Row, type V2Tensor, directScores, expectScores, servedTinyModel, toTensors, v2Scores } from "./helpers.js";
 
 let repository: ModelRepository;
 let session: Session;
@@ -22,14 +11,7 @@ let rows: Row[];
 let app: ReturnType<typeof createApp>;
 
 beforeAll(async () => {
-  const { modelDir } = await trainTinyModel();
-  const root = await emptyRepository();
-  await addVersion(root, "ple", 1, modelDir);
-  await addVersion(root, "ple", 3, modelDir);
-  repository = await ModelRepository.open(root);
-  session = await referenceSession(modelDir);
-  rows = sampleRows();
-  app = createApp(repository, { logger: silentLogger });
+  ({ repository, session, rows, app } = await servedTinyModel([1, 3]));
 });
 
 afterAll(async () => {

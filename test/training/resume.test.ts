@@ -1,27 +1,11 @@
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PLE } from "../../graph/models/ple.js";
-import { ArrowDataset } from "../../training/data.js";
-import { DataLoader } from "../../training/loader.js";
-import { featuresFromEncoder } from "../../training/model-dir.js";
-import { MTLTrainer, type TrainerOptions } from "../../training/trainer.js";
-import { prepareSample, temporaryDir } from "../fixtures/aliccp.js";
+import type { PrepareResult } from "../../training/data.js";
+import type { TrainerOptions } from "../../training/trainer.js";
+import { fitSamplePle, prepareSample, temporaryDir } from "../fixtures/aliccp.js";
 
-async function fit(prepared: Awaited<ReturnType<typeof prepareSample>>, options: TrainerOptions) {
-  const model = new PLE({
-    features: featuresFromEncoder(prepared.encoder),
-    taskTypes: ["classification", "classification"],
-    nLevel: 1,
-    nExpertSpecific: 1,
-    nExpertShared: 1,
-    // The checkpoint carries the dropout generator's state, so a resumed run draws the same masks.
-    expertParams: { dims: [8], dropout: 0.3 },
-    towerParamsList: [{ dims: [4] }, { dims: [4] }],
-  });
-  const trainer = new MTLTrainer(model, { progress: false, seed: 4, earlystopPatience: 100, optimizerParams: { lr: 0.01 }, ...options });
-  const train = await ArrowDataset.open(join(prepared.outDir, "train.arrow"));
-  const val = await ArrowDataset.open(join(prepared.outDir, "val.arrow"));
-  await trainer.fit(new DataLoader(train, { batchSize: 16, shuffle: true, seed: 2 }), new DataLoader(val, { batchSize: 64 }));
+// The checkpoint carries the dropout generator's state, so a resumed run draws the same masks despite dropout.
+async function fit(prepared: PrepareResult, options: TrainerOptions) {
+  const { trainer } = await fitSamplePle(prepared, { seed: 4, earlystopPatience: 100, ...options }, 2);
   return trainer;
 }
 

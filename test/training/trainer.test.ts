@@ -34,37 +34,19 @@ describe("MTLTrainer runs", () => {
     seed: number,
     options: { nEpoch?: number; patience?: number; modelPath?: string; restoreBest?: "always" | "on-stop" | "never" } = {},
   ) {
-    const { prepareSample } = await import("../fixtures/aliccp.js");
-    const { PLE } = await import("../../graph/models/ple.js");
-    const { ArrowDataset } = await import("../../training/data.js");
-    const { DataLoader } = await import("../../training/loader.js");
-    const { featuresFromEncoder } = await import("../../training/model-dir.js");
-    const { MTLTrainer } = await import("../../training/trainer.js");
-    const prepared = await prepareSample();
-    const model = new PLE({
-      features: featuresFromEncoder(prepared.encoder),
-      taskTypes: ["classification", "classification"],
-      nLevel: 1,
-      nExpertSpecific: 1,
-      nExpertShared: 1,
-      expertParams: { dims: [8], dropout: 0.3 },
-      towerParamsList: [{ dims: [4] }, { dims: [4] }],
-    });
-    const trainer = new MTLTrainer(model, {
-      nEpoch: options.nEpoch ?? 2,
-      earlystopPatience: options.patience ?? 10,
-      optimizerParams: { lr: 0.01 },
-      modelPath: options.modelPath,
-      restoreBest: options.restoreBest,
-      progress: false,
-      seed,
-      taskNames: ["ctr", "cvr"],
-    });
-    const train = await ArrowDataset.open(join(prepared.outDir, "train.arrow"));
-    const val = await ArrowDataset.open(join(prepared.outDir, "val.arrow"));
-    const valLoader = new DataLoader(val, { batchSize: 64 });
-    await trainer.fit(new DataLoader(train, { batchSize: 16, shuffle: true, seed: 5 }), valLoader);
-    return { trainer, valLoader };
+    const { fitSamplePle, prepareSample } = await import("../fixtures/aliccp.js");
+    return fitSamplePle(
+      await prepareSample(),
+      {
+        nEpoch: options.nEpoch ?? 2,
+        earlystopPatience: options.patience ?? 10,
+        modelPath: options.modelPath,
+        restoreBest: options.restoreBest,
+        seed,
+        taskNames: ["ctr", "cvr"],
+      },
+      5,
+    );
   }
 
   it("repeats the same weights from the same seed", async () => {
