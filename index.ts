@@ -13,7 +13,14 @@ export { encodeModel, decodeModel } from "./proto/index.js";
 export { FeatureEncoder, FeatureError } from "./training/features.js";
 export { ArrowDataset, prepareData, readDatasetInfo } from "./training/data.js";
 export { DataLoader } from "./training/loader.js";
-export { MTLTrainer, type TrainerOptions, type EpochLog, type TaskScores } from "./training/trainer.js";
+export {
+  MTLTrainer,
+  RESTORE_BEST,
+  type RestoreBest,
+  type TrainerOptions,
+  type EpochLog,
+  type TaskScores,
+} from "./training/trainer.js";
 export { ModelProgram } from "./training/program.js";
 export { auc, logLoss, meanSquaredError } from "./training/metrics.js";
 export { saveModelDir, loadModelDir, featuresFromEncoder } from "./training/model-dir.js";

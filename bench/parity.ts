@@ -27,6 +27,7 @@
  * so this script writes a minimal dist-info folder beside the data.
  */
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
@@ -93,6 +94,24 @@ const MODELS: Record<string, { model: (dropout: number) => ModelSpec; weighting:
   },
 };
 
+
+/** Prints `message` and exits with status 2, for bad arguments found before any work starts. */
+function usageError(message: string): never {
+  console.error(`bench-parity: ${message}`);
+  process.exit(2);
+}
+
+const names = options.models.split(",");
+for (const name of names) {
+  if (MODELS[name] === undefined) usageError(`unknown model "${name}" in --models; choose from ${Object.keys(MODELS).join(", ")}`);
+}
+if (!existsSync(join(options.torchRechub, "torch_rechub", "__init__.py"))) {
+  usageError(`--torch-rechub ${options.torchRechub} does not contain torch_rechub/__init__.py; pass the folder of a torch-rechub source checkout`);
+}
+for (const seed of seeds) {
+  if (!Number.isInteger(seed)) usageError(`--seeds must be comma-separated integers, got "${options.seeds}"`);
+}
+
 const root = resolve(options.out);
 const base = await readConfig(new URL("../examples/demo/config.json", import.meta.url).pathname);
 const config = { ...base, data: { ...base.data, csv: join(root, "synthetic.csv"), preparedDir: join(root, "prepared") } };
@@ -137,7 +156,7 @@ function runReference(spec: Record<string, unknown>): Promise<RunResult> {
     child.stdout.on("data", (chunk) => (output += chunk));
     child.on("close", (code) => {
       const line = output.split("\n").find((l) => l.startsWith("RESULT "));
-      if (code !== 0 || line === undefined) reject(new Error(`torch-rechub run failed with status ${code}:\n${output.slice(-2000)}`));
+      if (code !== 0 || line === undefined) reject(new Error(`torch-rechub run failed with status ${code}; its error is above${output ? `, and its last output:\n${output.slice(-2000)}` : ""}`));
       else resolve(JSON.parse(line.slice("RESULT ".length)));
     });
   });
@@ -217,10 +236,6 @@ function runTheirs(run: Run): Promise<RunResult> {
   });
 }
 
-const names = options.models.split(",");
-for (const name of names) {
-  if (MODELS[name] === undefined) throw new Error(`unknown model "${name}"; choose from ${Object.keys(MODELS).join(", ")}`);
-}
 const report: string[] = [];
 const print = (line = "") => {
   report.push(line);

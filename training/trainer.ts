@@ -125,6 +125,12 @@ export class MTLTrainer {
     if (!Number.isInteger(earlystopPatience) || earlystopPatience < 1) {
       throw new RangeError(`MTLTrainer: earlystopPatience must be an integer >= 1, got ${earlystopPatience}`);
     }
+    const denseRows = options.optimizerParams?.denseEmbeddingRows;
+    if (denseRows !== undefined && !(Number.isSafeInteger(denseRows) && denseRows >= 0)) {
+      throw new RangeError(
+        `MTLTrainer: optimizerParams.denseEmbeddingRows must be an integer >= 0 (0 makes every table lazy), got ${JSON.stringify(denseRows)}`,
+      );
+    }
     if (options.restoreBest !== undefined && !RESTORE_BEST.includes(options.restoreBest)) {
       throw new RangeError(`MTLTrainer: restoreBest must be one of ${RESTORE_BEST.join(", ")}, got ${JSON.stringify(options.restoreBest)}`);
     }

@@ -100,4 +100,14 @@ describe("MTLTrainer runs", () => {
       'MTLTrainer: restoreBest must be one of always, on-stop, never, got "best"',
     );
   });
+
+  it("rejects an invalid denseEmbeddingRows", async () => {
+    const { MTLTrainer } = await import("../../training/trainer.js");
+    const { tinyPle } = await import("../fixtures/features.js");
+    for (const value of [-1, 1.5, Number.NaN, "100"]) {
+      expect(() => new MTLTrainer(tinyPle(), { optimizerParams: { denseEmbeddingRows: value as number } })).toThrow(
+        /^MTLTrainer: optimizerParams.denseEmbeddingRows must be an integer >= 0 \(0 makes every table lazy\), got /,
+      );
+    }
+  });
 });
