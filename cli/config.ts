@@ -7,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { type ModelOptions, modelOptionsSchema, taskCountOf } from "../graph/models/schemas.js";
 import { type FeatureSpec, type LabelSpec, describeValue, parseFeatureSpecs, parseLabelSpecs } from "../training/features.js";
+import { parseSplit } from "../training/data.js";
 import { RESTORE_BEST } from "../training/trainer.js";
 
 const ratio = z.number().min(0).max(1);
@@ -24,7 +25,20 @@ const dataSchema = z
   .strict()
   .refine((d) => (d.csv === undefined) !== (d.train === undefined), {
     message: 'give either "csv" (one file to split) or "train" (with optional "val" and "test"), not both',
+  })
+  .refine((d) => d.split === undefined || splitIsValid(d.split), {
+    message: "expected [train, val, test] ratios that sum to 1 with a positive train share",
+    path: ["split"],
   });
+
+function splitIsValid(split: [number, number, number]): boolean {
+  try {
+    parseSplit(split);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const trainerSchema = z
   .object({
@@ -201,6 +215,11 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
+/** "1 tower", "2 towers". */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** Validates a parsed config; `path` names it in errors and anchors relative paths. */
 export function parseConfig(raw: unknown, path: string): Config {
   const result = configSchema.safeParse(raw);
@@ -216,12 +235,13 @@ export function parseConfig(raw: unknown, path: string): Config {
   }
   const taskCount = taskCountOf(c.model);
   if (taskCount !== undefined && taskCount !== labels.length) {
-    const what = c.model.kind === "esmm" ? "an ESMM model has 3 tasks (cvr, ctr, ctcvr)" : `model.towerParamsList has ${taskCount} towers`;
-    throw new ConfigError(`invalid config ${path}: ${what}, but there are ${labels.length} tasks (one per label)`);
+    const what =
+      c.model.kind === "esmm" ? "an ESMM model has 3 tasks (cvr, ctr, ctcvr)" : `model.towerParamsList has ${count(taskCount, "tower")}`;
+    throw new ConfigError(`invalid config ${path}: ${what}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")} (one per label)`);
   }
   if (c.trainer.earlystopTaskid >= labels.length) {
     throw new ConfigError(
-      `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but there are ${labels.length} tasks`,
+      `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")}`,
     );
   }
   const tasks = labels.map((l) => l.task);

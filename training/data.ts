@@ -427,7 +427,7 @@ function parseExtraColumns(value: unknown): string[] {
   return [...(value as string[])];
 }
 
-function parseSplit(value: unknown): [number, number, number] {
+export function parseSplit(value: unknown): [number, number, number] {
   const valid =
     Array.isArray(value) &&
     value.length === 3 &&

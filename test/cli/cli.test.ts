@@ -98,7 +98,17 @@ describe("config validation", () => {
   it("rejects a tower list that does not match the labels", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, model: { ...config.model, towerParamsList: [{ dims: [4] }] } };
-    expect(() => parseConfig(bad, "c.json")).toThrow(/1 towers, but there are 2 tasks/);
+    expect(() => parseConfig(bad, "c.json")).toThrow(/has 1 tower, but there are 2 tasks/);
+  });
+
+  it("rejects split ratios that do not sum to 1, naming data.split", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, data: { csv: "all.csv", split: [0.5, 0.3, 0.3], preparedDir: "p" } };
+    expect(() => parseConfig(bad, "c.json")).toThrow(
+      "  data.split: expected [train, val, test] ratios that sum to 1 with a positive train share, received [0.5,0.3,0.3]",
+    );
+    const good = { ...config, data: { csv: "all.csv", split: [0.8, 0.1, 0.1], preparedDir: "p" } };
+    expect(() => parseConfig(good, "c.json")).not.toThrow();
   });
 
   it("rejects an early-stopping task that does not exist", () => {
