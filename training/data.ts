@@ -791,13 +791,17 @@ export class ArrowDataset {
    * last batch). Batch arrays are fresh copies that the caller may keep.
    */
   batches(options: BatchOptions): Generator<Batch> {
-    const { batchSize, shuffle = false, seed, dropLast = false } = options;
-    checkBatchSize(batchSize);
+    checkBatchSize(options.batchSize);
+    return this.generateBatches(this.rowOrder(options), options.batchSize, options.dropLast ?? false);
+  }
+
+  /** The order in which batches() reads the rows: a permutation when shuffling, null for file order. */
+  rowOrder(options: Pick<BatchOptions, "shuffle" | "seed">): Uint32Array | null {
+    const { shuffle = false, seed } = options;
     if (shuffle && (typeof seed !== "number" || !Number.isSafeInteger(seed))) {
       throw new DataError(`Invalid seed: shuffle needs an integer seed, got ${describeValue(seed)}`);
     }
-    const order = shuffle ? permutation(this.length, seed as number) : null;
-    return this.generateBatches(order, batchSize, dropLast);
+    return shuffle ? permutation(this.length, seed as number) : null;
   }
 
   /** Returns a whole column (read-only by convention: it is the dataset's own array). */

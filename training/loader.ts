@@ -4,7 +4,7 @@
  */
 import type { MultiTaskModel } from "../graph/models/model.js";
 import { denseFeatures, sparseFeatures } from "../graph/programs.js";
-import type { ArrowDataset, Batch } from "./data.js";
+import type { ArrowDataset, Batch, BatchOptions } from "./data.js";
 import type { ModelBatch } from "./program.js";
 
 export interface LoaderOptions {
@@ -35,12 +35,21 @@ export class DataLoader {
   }
 
   batches(epoch = 0): Generator<Batch> {
-    return this.dataset.batches({
+    return this.dataset.batches(this.batchOptions(epoch));
+  }
+
+  /** The order in which an epoch's batches read the rows: a permutation when shuffling, null for file order. */
+  rowOrder(epoch = 0): Uint32Array | null {
+    return this.dataset.rowOrder(this.batchOptions(epoch));
+  }
+
+  private batchOptions(epoch: number): BatchOptions {
+    return {
       batchSize: this.options.batchSize,
       shuffle: this.options.shuffle ?? false,
       seed: (this.options.seed ?? 0) + epoch,
       dropLast: this.options.dropLast,
-    });
+    };
   }
 }
 

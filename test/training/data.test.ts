@@ -16,6 +16,7 @@ import {
   type PrepareOptions,
 } from "../../training/data.js";
 import type { FeatureSpec, LabelSpec } from "../../training/features.js";
+import { DataLoader } from "../../training/loader.js";
 
 const ALI_CCP = "/work/shared/data/ali-ccp";
 const ALI_FILES = {
@@ -536,6 +537,19 @@ describe("ArrowDataset.batches", () => {
     const before = [...dataset.columnOf("color")];
     for (const batch of dataset.batches({ batchSize: 3 })) batch.sparse[0].fill(-5);
     expect([...dataset.columnOf("color")]).toEqual(before);
+  });
+
+  it("reads rows in the order rowOrder gives, per loader epoch", async () => {
+    const { outDir } = await prepareSmall(100);
+    const dataset = await ArrowDataset.open(join(outDir, "train.arrow"));
+    const rows = dataset.columnOf("row");
+    const loader = new DataLoader(dataset, { batchSize: 16, shuffle: true, seed: 3 });
+    for (const epoch of [0, 1]) {
+      const order = loader.rowOrder(epoch)!;
+      expect(collectRows(loader.batches(epoch))).toEqual([...order].map((i) => rows[i]));
+    }
+    expect([...loader.rowOrder(1)!]).not.toEqual([...loader.rowOrder(0)!]);
+    expect(new DataLoader(dataset, { batchSize: 16 }).rowOrder(0)).toBeNull();
   });
 
   it("requires a seed to shuffle", async () => {
