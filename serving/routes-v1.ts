@@ -29,13 +29,19 @@ export function registerV1Routes(app: Express, context: RouteContext): void {
   // The verb paths are typed as plain strings because Express's route-parameter types
   // do not understand the escaped colon.
   const predictPaths = ["/v1/models/:name\\:predict", "/v1/models/:name/versions/:version\\:predict", "/predict"];
-  const verbPaths: string[] = ["/v1/models/:name\\::verb", "/v1/models/:name/versions/:version\\::verb"];
+  // The paths ending in a bare colon catch an empty verb, which `/v1/models/:name` would otherwise take as part of the name.
+  const verbPaths: string[] = [
+    "/v1/models/:name\\::verb",
+    "/v1/models/:name/versions/:version\\::verb",
+    "/v1/models/:name\\:",
+    "/v1/models/:name/versions/:version\\:",
+  ];
   addRoute(app, "all", verbPaths, (req, _res, next) => {
     if (req.params.verb === "predict") {
       next();
       return;
     }
-    throw new HttpError(404, `unknown verb ":${req.params.verb}" on ${requestPath(req)}; the only verb is ":predict"`);
+    throw new HttpError(404, `unknown verb ":${req.params.verb ?? ""}" on ${requestPath(req)}; the only verb is ":predict"`);
   });
 
   /** Rejects an unknown model or version with 404 before the body is read. */

@@ -221,6 +221,12 @@ describe("versions", () => {
     expect(unknown.body.error).toBe('model "other" not found; this server serves "ple"');
   });
 
+  it.each(["/v1/models/ple:", "/v1/models/ple%3A", "/v1/models/ple/versions/1%3A"])("answers 404 to an empty verb: POST %s", async (path) => {
+    const res = await post(path, { instances: [] });
+    expect(res.status).toBe(404);
+    expect(res.body.error).toContain('unknown verb ":"');
+  });
+
   it("rejects POST /predict when several models are served", async () => {
     const root = await emptyRepository();
     const dir = repository.get("ple")!.dir;
