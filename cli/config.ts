@@ -225,14 +225,19 @@ export function parseConfig(raw: unknown, path: string): Config {
   const result = configSchema.safeParse(raw);
   if (!result.success) throw new ConfigError(`invalid config ${path}:\n${formatIssues(result.error, raw)}`);
   const c = result.data;
-  let features: FeatureSpec[];
-  let labels: LabelSpec[];
-  try {
-    features = parseFeatureSpecs(c.features);
-    labels = parseLabelSpecs(c.labels);
-  } catch (error) {
-    throw new ConfigError(`invalid config ${path}: ${(error as Error).message}`);
-  }
+  const problems: string[] = [];
+  const specs = <T>(parse: (value: unknown) => T, value: unknown): T => {
+    try {
+      return parse(value);
+    } catch (error) {
+      problems.push(...(error as Error).message.split("\n"));
+      return [] as T;
+    }
+  };
+  const features: FeatureSpec[] = specs(parseFeatureSpecs, c.features);
+  const labels: LabelSpec[] = specs(parseLabelSpecs, c.labels);
+  if (problems.length === 1) throw new ConfigError(`invalid config ${path}: ${problems[0]}`);
+  if (problems.length > 1) throw new ConfigError(`invalid config ${path}:\n${problems.map((line) => `  ${line}`).join("\n")}`);
   const taskCount = taskCountOf(c.model);
   if (taskCount !== undefined && taskCount !== labels.length) {
     const what =

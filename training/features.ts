@@ -162,7 +162,7 @@ export function parseFeatureSpecs(value: unknown): FeatureSpec[] {
   }
   if (value.length === 0) throw new SpecError("Invalid feature spec: at least one feature is required");
   const names = new Set<string>();
-  return value.map((item: unknown, index) => {
+  return eachReported(value, (item: unknown, index) => {
     const where = `feature ${index}`;
     const record = expectRecord(item, where);
     const name = record.name;
@@ -202,6 +202,25 @@ export function parseFeatureSpecs(value: unknown): FeatureSpec[] {
 }
 
 /**
+ * Maps `parse` over `items`, going on past a SpecError so that one error
+ * names every bad item, one per line.
+ */
+function eachReported<T>(items: unknown[], parse: (item: unknown, index: number) => T): T[] {
+  const problems: string[] = [];
+  const parsed = items.map((item, index) => {
+    try {
+      return parse(item, index);
+    } catch (error) {
+      if (!(error instanceof SpecError)) throw error;
+      problems.push(error.message);
+      return undefined as T;
+    }
+  });
+  if (problems.length > 0) throw new SpecError(problems.join("\n"));
+  return parsed;
+}
+
+/**
  * Checks a label spec list and returns a copy. There must be at least one
  * label and task names must be unique. Tasks may share a label column, as
  * ESMM's cvr and ctcvr tasks share the purchase label.
@@ -212,7 +231,7 @@ export function parseLabelSpecs(value: unknown): LabelSpec[] {
   }
   if (value.length === 0) throw new SpecError("Invalid label spec: at least one label is required");
   const tasks = new Set<string>();
-  return value.map((item: unknown, index) => {
+  return eachReported(value, (item: unknown, index) => {
     const where = `label ${index}`;
     const record = expectRecord(item, where);
     expectKeys(record, ["task", "column", "type"], where);

@@ -101,6 +101,27 @@ describe("config validation", () => {
     expect(() => parseConfig(bad, "c.json")).toThrow(/has 1 tower, but there are 2 tasks/);
   });
 
+  it("names every bad feature and label in one error", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = {
+      ...config,
+      features: [{ kind: "sparse", name: "a", embedDim: 0 }, { kind: "dense", name: "b" }, { kind: "wide", name: "c" }],
+      labels: [{ task: "ctr", column: "click", type: "binary" }],
+    };
+    let message = "";
+    try {
+      parseConfig(bad, "c.json");
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message.split("\n")).toEqual([
+      "invalid config c.json:",
+      '  Invalid feature "a": expected "embedDim" to be a positive integer, got 0',
+      '  Invalid feature "c": expected "kind" to be "dense" or "sparse", got "wide"',
+      '  Invalid label 0: expected "type" to be "classification" or "regression", got "binary"',
+    ]);
+  });
+
   it("rejects split ratios that do not sum to 1, naming data.split", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, data: { csv: "all.csv", split: [0.5, 0.3, 0.3], preparedDir: "p" } };

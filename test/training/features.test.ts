@@ -376,6 +376,14 @@ describe("parseFeatureSpecs", () => {
   it("throws SpecError", () => {
     expect(() => parseFeatureSpecs("x")).toThrow(SpecError);
   });
+
+  it("names every bad feature, one per line", () => {
+    const specs = [{ kind: "dense", name: "" }, { kind: "dense", name: "b" }, { kind: "sparse", name: "c" }];
+    expect(() => parseFeatureSpecs(specs)).toThrow(
+      'Invalid feature 0: expected "name" to be a non-empty string, got ""\n' +
+        'Invalid feature "c": expected "embedDim" to be a positive integer, got undefined',
+    );
+  });
 });
 
 describe("parseLabelSpecs", () => {
