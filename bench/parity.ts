@@ -6,20 +6,20 @@
  *
  *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
  *
- * Two comparisons, per model:
+ Two comparisons, per model and seed, each training both frameworks as
+ * configured (dropout, shuffling, early stopping) on the same split:
  *
- * - Matched start: onnxrec loads torch-rechub's initial weights, dropout is
- *   off and both see the training batches in file order, for a few epochs
- *   without early stopping. With the randomness taken out, the two runs
- *   differ only by rounding, which grows slowly over the steps. Each epoch's
- *   mean training loss and validation AUC, and the final test AUC, are
+ * - Shared randomness (--matched-seeds): onnxrec starts from torch-rechub's
+ *   initial weights, and torch-rechub reads the rows in onnxrec's order and
+ *   applies onnxrec's dropout masks (bench/parity/shared-randomness.ts writes
+ *   both). The two runs then differ only by float rounding, which grows over
+ *   the steps. Each epoch's mean training loss and validation AUC are
  *   printed side by side.
- * - Seeds: each seed trains both frameworks once, as configured (dropout,
- *   shuffling, early stopping), on the same split; the seed sets
- *   initialisation, dropout and shuffling. The table compares the means over
- *   seeds. On this data the CVR task has about 1,200 training positives, so
- *   one run's CVR AUC moves by several hundredths from seed to seed in either
- *   framework.
+ * - Independent seeds (--seeds): each framework draws its own
+ *   initialisation, order and masks from the seed. On this data the CVR task
+ *   has about 1,200 training positives, so one run's CVR AUC moves by several
+ *   hundredths from seed to seed in either framework, and only the mean over
+ *   many seeds says much.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
  * source on PYTHONPATH; it needs python3-tqdm, python3-sklearn and
@@ -28,7 +28,7 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { readConfig } from "../cli/config.js";
@@ -40,6 +40,7 @@ import { DataLoader } from "../training/loader.js";
 import { featuresFromEncoder } from "../training/model-dir.js";
 import { MTLTrainer } from "../training/trainer.js";
 import type { SparseFeature } from "../graph/models/features.js";
+import { stepSizes, writeDropoutMasks, writeRowOrders } from "./parity/shared-randomness.js";
 import { loadReferenceWeights } from "./parity/reference-weights.js";
 
 const options = new Command("bench-parity")
@@ -49,9 +50,9 @@ const options = new Command("bench-parity")
   .option("--epochs <n>", "maximum epochs", (v) => Number.parseInt(v, 10), 10)
   .option("--patience <n>", "early-stopping patience", (v) => Number.parseInt(v, 10), 2)
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
-  .option("--seeds <list>", "comma-separated training seeds; empty skips the seeded runs", "1,2,3")
-  .option("--matched-epochs <n>", "epochs of the matched-start runs; 0 skips them", (v) => Number.parseInt(v, 10), 2)
-  .option("--dropout <ratio>", "MLP dropout of the seeded runs", (v) => Number.parseFloat(v), 0.2)
+  .option("--seeds <list>", "comma-separated seeds of the independent runs; empty skips them", "1,2,3")
+  .option("--matched-seeds <list>", "comma-separated seeds of the runs with shared randomness; empty skips them", "1")
+  .option("--dropout <ratio>", "MLP dropout of the experts and the bottom", (v) => Number.parseFloat(v), 0.2)
   .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
   .option("--dense-embedding-rows <n>", "onnxrec's dense embedding update threshold", (v) => Number.parseInt(v, 10))
   .parse(process.argv)
@@ -63,15 +64,18 @@ const options = new Command("bench-parity")
     patience: number;
     models: string;
     seeds: string;
-    matchedEpochs: number;
+    matchedSeeds: string;
     out: string;
     dropout: number;
     denseEmbeddingRows?: number;
   }>();
-const seeds = options.seeds
-  .split(",")
-  .filter((v) => v.trim() !== "")
-  .map((v) => Number.parseInt(v, 10));
+const seedList = (list: string) =>
+  list
+    .split(",")
+    .filter((v) => v.trim() !== "")
+    .map((v) => Number(v.trim()));
+const seeds = seedList(options.seeds);
+const matchedSeeds = seedList(options.matchedSeeds);
 
 function mlp(dropout: number) {
   return { dims: [256, 128], dropout };
@@ -108,8 +112,8 @@ for (const name of names) {
 if (!existsSync(join(options.torchRechub, "torch_rechub", "__init__.py"))) {
   usageError(`--torch-rechub ${options.torchRechub} does not contain torch_rechub/__init__.py; pass the folder of a torch-rechub source checkout`);
 }
-for (const seed of seeds) {
-  if (!Number.isInteger(seed)) usageError(`--seeds must be comma-separated integers, got "${options.seeds}"`);
+for (const [flag, list, given] of [["--seeds", seeds, options.seeds], ["--matched-seeds", matchedSeeds, options.matchedSeeds]] as const) {
+  if (!list.every(Number.isInteger)) usageError(`${flag} must be comma-separated integers, got "${given}"`);
 }
 
 const root = resolve(options.out);
@@ -176,8 +180,17 @@ interface Run {
   dropout: number;
   nEpoch: number;
   patience: number;
-  /** Start from these torch-rechub weights and read the training batches in file order. */
-  initPath?: string;
+  /** Files through which the two frameworks share their randomness. */
+  shared?: SharedFiles;
+}
+
+interface SharedFiles {
+  /** torch-rechub's initial weights, which onnxrec loads. */
+  init: string;
+  /** The row order of each epoch, which onnxrec writes and torch-rechub reads. */
+  order: string;
+  /** onnxrec's dropout masks, which torch-rechub applies. */
+  masks: string;
 }
 
 async function runOurs(run: Run): Promise<RunResult> {
@@ -194,13 +207,16 @@ async function runOurs(run: Run): Promise<RunResult> {
     taskNames: TASKS,
     seed: run.seed,
   });
-  if (run.initPath !== undefined) {
+  const loader = new DataLoader(splits.train, { batchSize: 2048, shuffle: true, seed: run.seed });
+  if (run.shared !== undefined) {
     const program = await trainer.compile();
     const sparse = model.features.filter((f): f is SparseFeature => f.kind === "sparse");
-    await loadReferenceWeights(run.initPath, program.state, program.parameters, sparse);
+    await loadReferenceWeights(run.shared.init, program.state, program.parameters, sparse);
+    await writeRowOrders(run.shared.order, loader, run.nEpoch);
+    const steps = stepSizes(loader.rows, loader.options.batchSize);
+    await writeDropoutMasks(run.shared.masks, program.dropoutMasks, program.state.dropout, steps, run.nEpoch);
   }
   const started = performance.now();
-  const loader = new DataLoader(splits.train, { batchSize: 2048, shuffle: run.initPath === undefined, seed: run.seed });
   await trainer.fit(loader, new DataLoader(splits.val, { batchSize: 8192 }));
   const test = await trainer.evaluate(new DataLoader(splits.test, { batchSize: 8192 }));
   const result: RunResult = {
@@ -214,7 +230,8 @@ async function runOurs(run: Run): Promise<RunResult> {
   return result;
 }
 
-function runTheirs(run: Run): Promise<RunResult> {
+/** Runs torch-rechub; with `init` "write" it only writes its initial weights to run.shared.init. */
+function runTheirs(run: Run, init: "write" | "read" = "read"): Promise<RunResult> {
   const encoder = prepared.encoder;
   const features = featuresFromEncoder(encoder);
   return runReference({
@@ -232,7 +249,9 @@ function runTheirs(run: Run): Promise<RunResult> {
     patience: run.patience,
     weighting: MODELS[run.name].weighting,
     model: MODELS[run.name].model(run.dropout),
-    ...(run.initPath === undefined ? {} : { initPath: run.initPath }),
+    ...(run.shared === undefined
+      ? {}
+      : { initPath: run.shared.init, init, orderPath: run.shared.order, masksPath: run.shared.masks }),
   });
 }
 
@@ -242,76 +261,76 @@ const print = (line = "") => {
   console.log(line);
 };
 
-if (options.matchedEpochs > 0) {
-  const matchedRows: string[] = [];
-  for (const name of names) {
-    const run: Run = { name, seed: 1, dropout: 0, nEpoch: options.matchedEpochs, patience: options.matchedEpochs + 1 };
-    run.initPath = join(root, `${name}-initial.f32`);
-    // torch-rechub runs first: it writes the initial weights onnxrec starts from.
-    const theirs = await runTheirs(run);
-    const ours = await runOurs(run);
-    for (let e = 0; e < ours.trainLoss.length; e++) {
-      const cells = TASKS.map(
-        (t, i) =>
-          `${t} loss ${ours.trainLoss[e][i].toFixed(5)} / ${theirs.trainLoss[e][i].toFixed(5)}, AUC ${ours.validation[e][i].toFixed(4)} / ${theirs.validation[e][i].toFixed(4)}`,
-      );
-      console.log(`${name} matched epoch ${e + 1} (onnxrec / torch-rechub): ${cells.join("; ")}`);
-    }
-    const cells = TASKS.map((_, i) => {
-      const loss = ours.trainLoss.at(-1)![i] - theirs.trainLoss.at(-1)![i];
-      return `${ours.auc[i].toFixed(4)} | ${theirs.auc[i].toFixed(4)} | ${signed(ours.auc[i] - theirs.auc[i])} | ${loss >= 0 ? "+" : ""}${loss.toExponential(1)}`;
-    });
-    matchedRows.push(`| ${name} | ${cells.join(" | ")} |`);
-  }
-  print("");
-  print(`Matched start: torch-rechub's initial weights, no dropout, batches in file order, ${options.matchedEpochs} epochs.`);
-  print("Test AUC, and the difference of the last epoch's mean training loss (onnxrec minus torch-rechub).");
-  print("");
-  print("| model | ctr onnxrec | ctr torch-rechub | difference | ctr loss difference | cvr onnxrec | cvr torch-rechub | difference | cvr loss difference |");
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const row of matchedRows) print(row);
+interface Comparison {
+  /** One row per run: | model | seed | ... |, for the per-seed table. */
+  rows: string[];
+  /** Test AUC per task of each seed's runs, and the parameter counts, by model. */
+  byModel: Map<string, { ours: number[][]; reference: number[][]; parameters: [number, number] }>;
 }
 
-const runRows: string[] = [];
-const results = new Map<string, { ours: number[][]; reference: number[][]; parameters: [number, number] }>();
-for (const name of seeds.length > 0 ? names : []) {
-  for (const seed of seeds) {
-    // NOTE: with dropout on, onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's over 40 seeds; the cause is not found.
-    const run: Run = { name, seed, dropout: options.dropout, nEpoch: options.epochs, patience: options.patience };
-    const ours = await runOurs(run);
-    const reference = await runTheirs(run);
-    for (const [framework, result] of [["onnxrec", ours], ["torch-rechub", reference]] as const) {
-      result.validation.forEach((v, e) =>
-        console.log(`${name} seed ${seed} ${framework} epoch ${e + 1}: ${TASKS.map((t, i) => `${t} ${v[i].toFixed(4)}`).join(" ")}`),
-      );
+/** Trains both frameworks for every model and seed, `shared` saying whether they share their randomness. */
+async function compare(runSeeds: number[], shared: boolean): Promise<Comparison> {
+  const comparison: Comparison = { rows: [], byModel: new Map() };
+  for (const name of runSeeds.length > 0 ? names : []) {
+    for (const seed of runSeeds) {
+      const run: Run = { name, seed, dropout: options.dropout, nEpoch: options.epochs, patience: options.patience };
+      let ours: RunResult;
+      let reference: RunResult;
+      if (shared) {
+        const files: SharedFiles = {
+          init: join(root, `${name}-initial.f32`),
+          order: join(root, `${name}-order.u32`),
+          masks: join(root, `${name}-masks.bin`),
+        };
+        run.shared = files;
+        // torch-rechub writes its initial weights; onnxrec trains from them and writes its order and masks; torch-rechub trains with all three.
+        await runTheirs(run, "write");
+        ours = await runOurs(run);
+        reference = await runTheirs(run);
+        await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
+      } else {
+        // NOTE: with dropout on, onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's over 40 independent seeds; the cause is not found.
+        ours = await runOurs(run);
+        reference = await runTheirs(run);
+      }
+      const label = `${name} seed ${seed}${shared ? " shared" : ""}`;
+      const epochsRun = Math.max(ours.validation.length, reference.validation.length);
+      for (let e = 0; e < epochsRun; e++) {
+        const cell = (result: RunResult, i: number) =>
+          e < result.validation.length ? `loss ${result.trainLoss[e][i].toFixed(5)} AUC ${result.validation[e][i].toFixed(4)}` : "(stopped)";
+        const cells = TASKS.map((t, i) => `${t} ${cell(ours, i)} / ${cell(reference, i)}`);
+        console.log(`${label} epoch ${e + 1} (onnxrec / torch-rechub): ${cells.join("; ")}`);
+      }
+      const entry = comparison.byModel.get(name) ?? { ours: [], reference: [], parameters: [ours.parameters, reference.parameters] };
+      entry.ours.push(ours.auc);
+      entry.reference.push(reference.auc);
+      comparison.byModel.set(name, entry);
+      const cells = TASKS.map((_, i) => `${ours.auc[i].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${signed(ours.auc[i] - reference.auc[i])}`);
+      const row = `| ${name} | ${seed} | ${cells.join(" | ")} | ${epochs(ours.validation)} | ${epochs(reference.validation)} | ${ours.seconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
+      comparison.rows.push(row);
+      console.log(row);
     }
-    const entry = results.get(name) ?? { ours: [], reference: [], parameters: [ours.parameters, reference.parameters] };
-    entry.ours.push(ours.auc);
-    entry.reference.push(reference.auc);
-    results.set(name, entry);
-    const cells = TASKS.map((_, i) => `${ours.auc[i].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${signed(ours.auc[i] - reference.auc[i])}`);
-    const row = `| ${name} | ${seed} | ${cells.join(" | ")} | ${epochs(ours.validation)} | ${epochs(reference.validation)} | ${ours.seconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
-    runRows.push(row);
-    console.log(row);
   }
+  return comparison;
 }
 
-if (seeds.length > 0) {
+/** Prints the per-seed table and the means over seeds. */
+function printComparison(title: string, runSeeds: number[], comparison: Comparison): void {
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const sd = (values: number[]) => Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / Math.max(values.length - 1, 1));
   print("");
-  print("Seeded runs: test AUC, and epochs run with the kept epoch in brackets.");
+  print(`${title}: test AUC, and epochs run with the kept epoch in brackets.`);
   print("");
   print("| model | seed | ctr onnxrec | ctr torch-rechub | difference | cvr onnxrec | cvr torch-rechub | difference | epochs onnxrec | epochs torch-rechub | seconds onnxrec | seconds torch-rechub |");
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const row of runRows) print(row);
+  for (const row of comparison.rows) print(row);
   print("");
-  print(`Means over seeds ${seeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
+  print(`${title}: means over seeds ${runSeeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
   print("The difference is the mean of the per-seed differences, with its standard error in brackets.");
   print("");
   print("| model | parameters onnxrec | parameters torch-rechub | ctr onnxrec | ctr torch-rechub | difference | cvr onnxrec | cvr torch-rechub | difference |");
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const [name, entry] of results) {
+  for (const [name, entry] of comparison.byModel) {
     const cells = TASKS.map((_, i) => {
       const ours = entry.ours.map((a) => a[i]);
       const reference = entry.reference.map((a) => a[i]);
@@ -322,6 +341,13 @@ if (seeds.length > 0) {
     const [p, q] = entry.parameters;
     print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
   }
+}
+
+if (matchedSeeds.length > 0) {
+  printComparison("Shared randomness", matchedSeeds, await compare(matchedSeeds, true));
+}
+if (seeds.length > 0) {
+  printComparison("Independent seeds", seeds, await compare(seeds, false));
 }
 await writeFile(join(root, "report.md"), `${report.join("\n")}\n`);
 console.log(`\nreport: ${join(root, "report.md")}`);

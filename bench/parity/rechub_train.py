@@ -4,10 +4,14 @@ Called by bench/parity.ts, which writes the splits and the feature spec. Run
 with torch-rechub importable (PYTHONPATH pointing at its source) and PyTorch
 installed, for example Debian's python3-torch.
 
-With "initPath" in the spec, the script writes the model's initial
+To share randomness with onnxrec, it runs twice. With "initPath" and
+"init": "write" in the spec, the script writes the model's initial
 parameters there (float32 values, one after another, in named_parameters
-order, with a JSON index beside them) and trains on the batches in file
-order, so onnxrec can start from the same weights and see the same batches.
+order, with a JSON index beside them) and stops, so onnxrec can start from
+them. With "init": "read" it loads them back, reads each epoch's rows in
+the order of "orderPath", and makes every Dropout apply the masks of
+"masksPath" in place of its own; onnxrec writes both files (see
+bench/parity/shared-randomness.ts).
 """
 import json
 import sys
@@ -54,9 +58,17 @@ def main():
         model = SharedBottom(features, task_types, bottom_params=options["bottomParams"],
                              tower_params_list=options["towerParamsList"])
     parameters = sum(p.numel() for p in model.parameters())
+    masks = None
     if "initPath" in spec:
-        write_parameters(model, spec["initPath"])
-        train_dl = DataLoader(TorchDataset(x_train, y_train), batch_size=spec["batchSize"], shuffle=False)
+        if spec["init"] == "write":
+            write_parameters(model, spec["initPath"])
+            print("RESULT " + json.dumps({"parameters": parameters}))
+            return
+        read_parameters(model, spec["initPath"])
+        order = SharedOrder(spec["orderPath"], len(y_train), spec["batchSize"])
+        train_dl = DataLoader(TorchDataset(x_train, y_train), batch_sampler=order)
+        masks = SharedMasks(spec["masksPath"])
+        masks.install(model)
     adaptive = {"method": "uwl"} if spec["weighting"] == "uwl" else None
     trainer = MTLTrainer(model, task_types=task_types, optimizer_params={"lr": spec["lr"], "weight_decay": spec["weightDecay"]},
                          adaptive_params=adaptive, n_epoch=spec["nEpoch"], earlystop_patience=spec["patience"],
@@ -64,6 +76,8 @@ def main():
     started = time.time()
     log = trainer.fit(train_dl, val_dl)
     seconds = time.time() - started
+    if masks is not None:
+        masks.check_used(len(log))
     auc = trainer.evaluate(trainer.model, test_dl)
     # Each epoch's entry contains the task losses, then the validation AUCs.
     train_loss = [[float(a) for a in epoch[:len(labels)]] for epoch in log]
@@ -83,6 +97,99 @@ def write_parameters(model, path):
             offset += data.size
     with open(path + ".json", "w") as out:
         json.dump(index, out)
+
+
+def read_parameters(model, path):
+    with open(path + ".json") as index_file:
+        index = json.load(index_file)
+    values = np.fromfile(path, dtype=np.float32)
+    with torch.no_grad():
+        for name, value in model.named_parameters():
+            entry = index[name]
+            size = int(np.prod(entry["shape"]))
+            value.copy_(torch.from_numpy(values[entry["offset"]:entry["offset"] + size].reshape(entry["shape"])))
+
+
+class SharedMasks:
+    """Hands out onnxrec's dropout masks, in the order the forward pass calls Dropout."""
+
+    def __init__(self, path):
+        with open(path + ".json") as index_file:
+            self.index = json.load(index_file)
+        self.data = np.memmap(path, dtype=np.uint8, mode="r")
+        if self.data.size != self.index["bytes"]:
+            raise ValueError(f"{path} holds {self.data.size} bytes, its index says {self.index['bytes']}")
+        self.offset = 0
+        self.calls = 0
+
+    def install(self, module):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Dropout) and child.p > 0:
+                setattr(module, name, MaskedDropout(child.p, self))
+            else:
+                self.install(child)
+
+    def next(self, x):
+        widths, ratios, steps = self.index["widths"], self.index["ratios"], self.index["steps"]
+        k = self.calls % len(widths)
+        step = self.calls // len(widths)
+        if step >= len(steps) * self.index["epochs"]:
+            raise ValueError(f"Dropout call {self.calls} comes after the last mask of {self.index['epochs']} epochs")
+        rows, width = x.shape
+        if rows != steps[step % len(steps)] or width != widths[k]:
+            raise ValueError(f"Dropout call {self.calls} has shape {tuple(x.shape)}; "
+                             f"its mask is {steps[step % len(steps)]} x {widths[k]}")
+        count = rows * width
+        size = (count + 7) // 8
+        bits = np.unpackbits(self.data[self.offset:self.offset + size], bitorder="little")[:count]
+        self.offset += size
+        self.calls += 1
+        return torch.from_numpy(bits.astype(np.float32).reshape(rows, width)), ratios[k]
+
+    def check_used(self, epochs):
+        """Checks that training drew exactly the masks of its first `epochs` epochs."""
+        steps = len(self.index["steps"]) * epochs
+        if self.calls != steps * len(self.index["widths"]):
+            raise ValueError(f"{epochs} epochs made {self.calls} Dropout calls; the masks have "
+                             f"{len(self.index['widths'])} per step, {steps} steps")
+
+
+class SharedOrder:
+    """A batch sampler that reads each epoch's rows in onnxrec's order."""
+
+    def __init__(self, path, rows, batch_size):
+        self.orders = np.fromfile(path, dtype="<u4").astype(np.int64)
+        if self.orders.size % rows != 0:
+            raise ValueError(f"{path} holds {self.orders.size} row indices, not a multiple of {rows} rows")
+        self.orders = self.orders.reshape(-1, rows)
+        self.batch_size = batch_size
+        self.epoch = 0
+
+    def __len__(self):
+        return (self.orders.shape[1] + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        if self.epoch >= self.orders.shape[0]:
+            raise ValueError(f"the row orders cover {self.orders.shape[0]} epochs; training asked for more")
+        order = self.orders[self.epoch]
+        self.epoch += 1
+        for start in range(0, order.size, self.batch_size):
+            yield order[start:start + self.batch_size].tolist()
+
+
+class MaskedDropout(torch.nn.Module):
+    def __init__(self, p, masks):
+        super().__init__()
+        self.p = p
+        self.masks = masks
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep, ratio = self.masks.next(x)
+        if abs(ratio - self.p) > 1e-9:
+            raise ValueError(f"Dropout ratio {self.p} meets a mask drawn with ratio {ratio}")
+        return x * keep * (1.0 / (1.0 - self.p))
 
 
 if __name__ == "__main__":
