@@ -12,6 +12,21 @@ export function uniformGenerator(seed: number): () => number {
   };
 }
 
+/**
+ * Derives the seed of one random stream from a run's seed. Every mulberry32
+ * generator walks the same cycle of 2^32 states and the seed only picks the
+ * starting point, so two uses seeded with the same number draw the same
+ * numbers; a trainer and a data loader given one seed would. Hashing the
+ * seed with a stream number (the splitmix32 finaliser) starts each use at an
+ * unrelated point.
+ */
+export function streamSeed(seed: number, stream: number): number {
+  let z = (seed + Math.imul(stream, 0x9e3779b9)) >>> 0;
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
 /** Returns a generator of standard normal numbers (Box-Muller on a uniform generator). */
 export function normalGenerator(seed: number): () => number {
   const uniform = uniformGenerator(seed);
