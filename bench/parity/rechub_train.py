@@ -116,7 +116,8 @@ class SharedMasks:
     def __init__(self, path):
         with open(path + ".json") as index_file:
             self.index = json.load(index_file)
-        self.data = np.memmap(path, dtype=np.uint8, mode="r")
+        # numpy cannot map an empty file, which a model without dropout writes.
+        self.data = np.memmap(path, dtype=np.uint8, mode="r") if self.index["bytes"] > 0 else np.zeros(0, np.uint8)
         if self.data.size != self.index["bytes"]:
             raise ValueError(f"{path} holds {self.data.size} bytes, its index says {self.index['bytes']}")
         self.offset = 0
