@@ -289,7 +289,7 @@ async function compare(runSeeds: number[], shared: boolean): Promise<Comparison>
         reference = await runTheirs(run);
         await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
       } else {
-        // NOTE: with dropout on, onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's over 40 independent seeds; the cause is not found.
+        // NOTE: over independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's (60 seeds, about two standard errors), though the runs with shared randomness agree; the cause is not found.
         ours = await runOurs(run);
         reference = await runTheirs(run);
       }
