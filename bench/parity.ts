@@ -18,8 +18,8 @@
  * - Independent seeds (--seeds): each framework draws its own
  *   initialisation, order and masks from the seed. On this data the CVR task
  *   has about 1,200 training positives, so one run's CVR AUC moves by several
- *   hundredths from seed to seed in either framework, and only the mean over
- *   many seeds says much.
+ *   hundredths from seed to seed in either framework, so only the mean over
+ *   many seeds can show a small difference.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
  * source on PYTHONPATH; it needs python3-tqdm, python3-sklearn and
@@ -289,7 +289,8 @@ async function compare(runSeeds: number[], shared: boolean): Promise<Comparison>
         reference = await runTheirs(run);
         await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
       } else {
-        // NOTE: over independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's (60 seeds, about two standard errors), though the runs with shared randomness agree; the cause is not found.
+        // NOTE: over 60 independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's (two standard errors).
+        // The runs with shared randomness agree, and the cause is not found.
         ours = await runOurs(run);
         reference = await runTheirs(run);
       }

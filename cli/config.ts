@@ -240,9 +240,9 @@ export function parseConfig(raw: unknown, path: string): Config {
   if (problems.length > 1) throw new ConfigError(`invalid config ${path}:\n${problems.map((line) => `  ${line}`).join("\n")}`);
   const taskCount = taskCountOf(c.model);
   if (taskCount !== undefined && taskCount !== labels.length) {
-    const what =
+    const modelTasks =
       c.model.kind === "esmm" ? "an ESMM model has 3 tasks (cvr, ctr, ctcvr)" : `model.towerParamsList has ${count(taskCount, "tower")}`;
-    throw new ConfigError(`invalid config ${path}: ${what}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")} (one per label)`);
+    throw new ConfigError(`invalid config ${path}: ${modelTasks}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")} (one per label)`);
   }
   if (c.trainer.earlystopTaskid >= labels.length) {
     throw new ConfigError(

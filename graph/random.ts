@@ -14,10 +14,10 @@ export function uniformGenerator(seed: number): () => number {
 
 /**
  * Derives the seed of one random stream from a run's seed. Every mulberry32
- * generator walks the same cycle of 2^32 states and the seed only picks the
- * starting point, so two uses seeded with the same number draw the same
- * numbers; a trainer and a data loader given one seed would. Hashing the
- * seed with a stream number (the splitmix32 finaliser) starts each use at an
+ * generator walks the same cycle of 2^32 states, and the seed only picks the
+ * starting point. So two uses seeded with the same number, such as a trainer
+ * and a data loader given one seed, draw the same numbers. Hashing the seed
+ * with a stream number (the splitmix32 finaliser) starts each use at an
  * unrelated point.
  */
 export function streamSeed(seed: number, stream: number): number {

@@ -795,7 +795,7 @@ export class ArrowDataset {
     return this.generateBatches(this.rowOrder(options), options.batchSize, options.dropLast ?? false);
   }
 
-  /** The order in which batches() reads the rows: a permutation when shuffling, null for file order. */
+  /** Returns the order in which batches() reads the rows: a permutation when shuffling, null for file order. */
   rowOrder(options: Pick<BatchOptions, "shuffle" | "seed">): Uint32Array | null {
     const { shuffle = false, seed } = options;
     if (shuffle && (typeof seed !== "number" || !Number.isSafeInteger(seed))) {

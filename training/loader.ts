@@ -38,7 +38,7 @@ export class DataLoader {
     return this.dataset.batches(this.batchOptions(epoch));
   }
 
-  /** The order in which an epoch's batches read the rows: a permutation when shuffling, null for file order. */
+  /** Returns the order in which an epoch's batches read the rows: a permutation when shuffling, null for file order. */
   rowOrder(epoch = 0): Uint32Array | null {
     return this.dataset.rowOrder(this.batchOptions(epoch));
   }

@@ -119,7 +119,7 @@ class SharedMasks:
         # numpy cannot map an empty file, which a model without dropout writes.
         self.data = np.memmap(path, dtype=np.uint8, mode="r") if self.index["bytes"] > 0 else np.zeros(0, np.uint8)
         if self.data.size != self.index["bytes"]:
-            raise ValueError(f"{path} holds {self.data.size} bytes, its index says {self.index['bytes']}")
+            raise ValueError(f"{path} contains {self.data.size} bytes, but its index expects {self.index['bytes']}")
         self.offset = 0
         self.calls = 0
 
@@ -161,7 +161,7 @@ class SharedOrder:
     def __init__(self, path, rows, batch_size):
         self.orders = np.fromfile(path, dtype="<u4").astype(np.int64)
         if self.orders.size % rows != 0:
-            raise ValueError(f"{path} holds {self.orders.size} row indices, not a multiple of {rows} rows")
+            raise ValueError(f"{path} contains {self.orders.size} row indices, not a multiple of {rows} rows")
         self.orders = self.orders.reshape(-1, rows)
         self.batch_size = batch_size
         self.epoch = 0

@@ -5,9 +5,9 @@
  *
  * Row orders: for each epoch, the row indices as little-endian uint32.
  *
- * Dropout masks are replayed from the program's dropout state: the trainer
+ * Dropout masks are replayed from the program's dropout state. The trainer
  * draws them one step after another from that one generator, in the order
- * the model created its dropout inputs, which is also the order
+ * the model created its dropout inputs. That is also the order in which
  * torch-rechub's forward calls its Dropout modules. File layout: for each
  * step, for each mask, the keep bits of its [rows, width] values in row-major
  * order, packed eight to a byte with the first value in the lowest bit, each

@@ -11,17 +11,17 @@ function unpack(bytes: Uint8Array, offset: number, count: number): number[] {
 }
 
 describe("shared randomness for the parity bench", () => {
-  it("splits an epoch into full batches and a short last one", () => {
+  it("ends an epoch with a short batch", () => {
     expect(stepSizes(10, 4)).toEqual([4, 4, 2]);
     expect(stepSizes(8, 4)).toEqual([4, 4]);
   });
 
-  it("packs keep bits with the first value in the lowest bit", () => {
+  it("packs keep bits lowest first", () => {
     const mask = Float32Array.from([1.25, 0, 0, 1.25, 0, 0, 0, 0, 1.25]);
     expect(Array.from(packKeepBits(mask))).toEqual([0b1001, 0b1]);
   });
 
-  it("writes the masks the trainer's generator draws, step by step and mask by mask", async () => {
+  it("writes the trainer's masks in draw order", async () => {
     const dir = await temporaryDir("masks-");
     const path = join(dir, "masks.bin");
     const specs = [

@@ -16,7 +16,7 @@ describe("initialState", () => {
     expect(Array.from(c.params)).not.toEqual(Array.from(a.params));
   });
 
-  it("does not draw the numbers a data loader's shuffle with the same seed draws", () => {
+  it("does not reuse a same-seed shuffle's numbers", () => {
     const seed = 11;
     const params = initialState([weight], 2000, [], [], seed).params;
     // The weights as they would be if drawn from the generator that permutation(n, seed) shuffles with.
@@ -27,7 +27,7 @@ describe("initialState", () => {
 });
 
 describe("streamSeed", () => {
-  it("gives different 32-bit seeds to different streams and runs", () => {
+  it("gives distinct seeds per stream and run", () => {
     const seeds = new Set<number>();
     for (let run = 0; run < 100; run++) for (let stream = 0; stream < 4; stream++) seeds.add(streamSeed(run, stream));
     expect(seeds.size).toBe(400);
