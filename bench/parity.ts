@@ -289,7 +289,7 @@ async function compare(runSeeds: number[], shared: boolean): Promise<Comparison>
         reference = await runTheirs(run);
         await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
       } else {
-        // NOTE: over 60 independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's (two standard errors).
+        // NOTE: over 80 independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's (lower in 57).
         // The runs with shared randomness agree, and the cause is not found.
         ours = await runOurs(run);
         reference = await runTheirs(run);
