@@ -6,7 +6,7 @@
  *
  *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
  *
- Two comparisons, per model and seed, each training both frameworks as
+ * Two comparisons, per model and seed, each training both frameworks as
  * configured (dropout, shuffling, early stopping) on the same split:
  *
  * - Shared randomness (--matched-seeds): onnxrec starts from torch-rechub's
@@ -17,9 +17,9 @@
  *   printed side by side.
  * - Independent seeds (--seeds): each framework draws its own
  *   initialisation, order and masks from the seed. On this data the CVR task
- *   has about 1,200 training positives, so one run's CVR AUC moves by several
- *   hundredths from seed to seed in either framework, so only the mean over
- *   many seeds can show a small difference.
+ *   has about 1,200 training positives, and one run's CVR AUC moves by
+ *   several hundredths from seed to seed in either framework. Only the mean
+ *   over many seeds can show a small difference.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
  * source on PYTHONPATH; it needs python3-tqdm, python3-sklearn and
@@ -283,7 +283,8 @@ async function compare(runSeeds: number[], shared: boolean): Promise<Comparison>
           masks: join(root, `${name}-masks.bin`),
         };
         run.shared = files;
-        // torch-rechub writes its initial weights; onnxrec trains from them and writes its order and masks; torch-rechub trains with all three.
+        // torch-rechub writes its initial weights, and onnxrec trains from them and writes its order and masks.
+        // Then torch-rechub trains with all three.
         await runTheirs(run, "write");
         ours = await runOurs(run);
         reference = await runTheirs(run);

@@ -215,9 +215,14 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
-/** "1 tower", "2 towers". */
+/** Returns "1 tower" or "2 towers". */
 function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+/** Returns "there is 1 task" or "there are 2 tasks". */
+function thereAre(n: number, noun: string): string {
+  return `there ${n === 1 ? "is" : "are"} ${count(n, noun)}`;
 }
 
 /** Validates a parsed config; `path` names it in errors and anchors relative paths. */
@@ -242,11 +247,11 @@ export function parseConfig(raw: unknown, path: string): Config {
   if (taskCount !== undefined && taskCount !== labels.length) {
     const modelTasks =
       c.model.kind === "esmm" ? "an ESMM model has 3 tasks (cvr, ctr, ctcvr)" : `model.towerParamsList has ${count(taskCount, "tower")}`;
-    throw new ConfigError(`invalid config ${path}: ${modelTasks}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")} (one per label)`);
+    throw new ConfigError(`invalid config ${path}: ${modelTasks}, but ${thereAre(labels.length, "task")} (one per label)`);
   }
   if (c.trainer.earlystopTaskid >= labels.length) {
     throw new ConfigError(
-      `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but there ${labels.length === 1 ? "is" : "are"} ${count(labels.length, "task")}`,
+      `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but ${thereAre(labels.length, "task")}`,
     );
   }
   const tasks = labels.map((l) => l.task);

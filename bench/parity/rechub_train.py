@@ -10,7 +10,7 @@ parameters there (float32 values, one after another, in named_parameters
 order, with a JSON index beside them) and stops, so onnxrec can start from
 them. With "init": "read" it loads them back, reads each epoch's rows in
 the order of "orderPath", and makes every Dropout apply the masks of
-"masksPath" in place of its own; onnxrec writes both files (see
+"masksPath" in place of its own. onnxrec writes both files (see
 bench/parity/shared-randomness.ts).
 """
 import json
@@ -151,8 +151,8 @@ class SharedMasks:
         """Checks that training drew exactly the masks of its first `epochs` epochs."""
         steps = len(self.index["steps"]) * epochs
         if self.calls != steps * len(self.index["widths"]):
-            raise ValueError(f"{epochs} epochs made {self.calls} Dropout calls; the masks have "
-                             f"{len(self.index['widths'])} per step, {steps} steps")
+            raise ValueError(f"{epochs} epochs made {self.calls} Dropout calls, but the masks expect "
+                             f"{steps * len(self.index['widths'])} ({len(self.index['widths'])} per step over {steps} steps)")
 
 
 class SharedOrder:
@@ -171,7 +171,7 @@ class SharedOrder:
 
     def __iter__(self):
         if self.epoch >= self.orders.shape[0]:
-            raise ValueError(f"the row orders cover {self.orders.shape[0]} epochs; training asked for more")
+            raise ValueError(f"the row orders cover {self.orders.shape[0]} epochs, but training started epoch {self.epoch + 1}")
         order = self.orders[self.epoch]
         self.epoch += 1
         for start in range(0, order.size, self.batch_size):
@@ -179,6 +179,8 @@ class SharedOrder:
 
 
 class MaskedDropout(torch.nn.Module):
+    """Dropout that applies the next shared mask in training and passes values through in evaluation."""
+
     def __init__(self, p, masks):
         super().__init__()
         self.p = p
@@ -189,7 +191,7 @@ class MaskedDropout(torch.nn.Module):
             return x
         keep, ratio = self.masks.next(x)
         if abs(ratio - self.p) > 1e-9:
-            raise ValueError(f"Dropout ratio {self.p} meets a mask drawn with ratio {ratio}")
+            raise ValueError(f"Dropout ratio {self.p} does not match the ratio {ratio} its mask was drawn with")
         return x * keep * (1.0 / (1.0 - self.p))
 
 

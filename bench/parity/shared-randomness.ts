@@ -11,8 +11,8 @@
  * torch-rechub's forward calls its Dropout modules. File layout: for each
  * step, for each mask, the keep bits of its [rows, width] values in row-major
  * order, packed eight to a byte with the first value in the lowest bit, each
- * mask padded to a whole byte. The JSON index beside it holds the widths, the
- * ratios, the step sizes and the byte count.
+ * mask padded to a whole byte. The JSON index beside it contains the widths,
+ * the ratios, the step sizes and the byte count.
  */
 import { open, rename, writeFile } from "node:fs/promises";
 import type { DataLoader } from "../../training/loader.js";
