@@ -131,6 +131,12 @@ function formatIssues(error: z.ZodError, raw: unknown): string {
 }
 
 function issueLines(issue: z.core.$ZodIssue, raw: unknown): string[] {
+  // zod reports an integer field's bounds, and a non-number in it, as those of a number.
+  if ((issue.code === "too_small" || issue.code === "too_big") && issue.origin === "number" && isIntegerField(issue.path, raw)) {
+    issue = { ...issue, origin: "int" };
+  } else if (issue.code === "invalid_type" && issue.expected === "number" && isIntegerField(issue.path, raw)) {
+    issue = { ...issue, expected: "int" };
+  }
   if (issue.code === "unrecognized_keys") {
     return issue.keys.map((key) => {
       const path = [...issue.path, key];
@@ -178,7 +184,8 @@ function typeName(expected: string): string {
 }
 
 function boundText(origin: string, operator: string, bound: number | bigint, words: string): string {
-  if (origin === "number" || origin === "int" || origin === "bigint") return `a number ${operator} ${bound}`;
+  if (origin === "int") return `an integer ${operator} ${bound}`;
+  if (origin === "number" || origin === "bigint") return `a number ${operator} ${bound}`;
   const exclusive = operator === ">" || operator === "<";
   const count = exclusive ? `${operator === ">" ? "more" : "fewer"} than ${bound}` : `${words} ${bound}`;
   const plural = exclusive || Number(bound) !== 1;
@@ -203,6 +210,42 @@ function formatPath(path: readonly PropertyKey[]): string {
     }
   }
   return text;
+}
+
+/**
+ * Whether the config schema has an integer field at `path`, following the union
+ * member that `raw`'s discriminator (such as model.kind) picks.
+ */
+function isIntegerField(path: readonly PropertyKey[], raw: unknown): boolean {
+  let schema: z.core.$ZodType | undefined = configSchema;
+  let value = raw;
+  let depth = 0;
+  while (schema !== undefined) {
+    const def = schema._zod.def as unknown as Record<string, unknown> & { type: string };
+    if ("innerType" in def) {
+      schema = def.innerType as z.core.$ZodType;
+      continue;
+    }
+    if (def.type === "union") {
+      const key = def.discriminator as string | undefined;
+      const picked = (def.options as z.core.$ZodType[]).find((option) => {
+        const shape = (option._zod.def as { shape?: Record<string, z.core.$ZodType> }).shape;
+        const literal = key === undefined ? undefined : shape?.[key];
+        return literal !== undefined && z.safeParse(literal, valueAt(value, [key as string])).success;
+      });
+      schema = picked;
+      continue;
+    }
+    if (depth === path.length) return def.type === "number" && (schema as z.ZodNumber).isInt === true;
+    const key = path[depth++];
+    value = valueAt(value, [key]);
+    if (def.type === "object") schema = (def.shape as Record<PropertyKey, z.core.$ZodType>)[key];
+    else if (def.type === "array") schema = def.element as z.core.$ZodType;
+    else if (def.type === "tuple") schema = (def.items as z.core.$ZodType[])[key as number];
+    else if (def.type === "record") schema = def.valueType as z.core.$ZodType;
+    else return false;
+  }
+  return false;
 }
 
 /** Returns the value at `path` in `raw`, or undefined when a key along the path is missing. */

@@ -55,9 +55,30 @@ describe("config validation", () => {
     }
     const lines = message.split("\n");
     expect(lines[0]).toBe("invalid config c.json:");
-    expect(lines).toContain("  trainer.batchSize: expected a number > 0, received -3");
+    expect(lines).toContain("  trainer.batchSize: expected an integer > 0, received -3");
     expect(lines).toContain('  trainer.optimizerParams.lr: expected a number, received "fast"');
     expect(lines).toHaveLength(3);
+  });
+
+  it("says integer for integer fields, inside models and arrays too", () => {
+    const config = sampleConfig("/tmp/x") as Record<string, unknown> & { model: Record<string, unknown> };
+    const bad = {
+      ...config,
+      model: { ...config.model, nLevel: 0, expertParams: { dims: [16, -2] } },
+      trainer: { nEpoch: "ten", optimizerParams: { lr: -1, denseEmbeddingRows: -5 } },
+    };
+    let message = "";
+    try {
+      parseConfig(bad, "c.json");
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    const lines = message.split("\n");
+    expect(lines).toContain("  model.nLevel: expected an integer > 0, received 0");
+    expect(lines).toContain("  model.expertParams.dims[1]: expected an integer > 0, received -2");
+    expect(lines).toContain('  trainer.nEpoch: expected an integer, received "ten"');
+    expect(lines).toContain("  trainer.optimizerParams.lr: expected a number > 0, received -1");
+    expect(lines).toContain("  trainer.optimizerParams.denseEmbeddingRows: expected an integer >= 0, received -5");
   });
 
   it("shows unknown, missing and listed values", () => {
