@@ -14,7 +14,8 @@
  * mask padded to a whole byte. The JSON index beside it contains the widths,
  * the ratios, the step sizes and the byte count.
  */
-import { open, rename, writeFile } from "node:fs/promises";
+import { open, rename } from "node:fs/promises";
+import { writeFileAtomic } from "../../training/checkpoint.js";
 import type { DataLoader } from "../../training/loader.js";
 import { type DropoutState, fillDropoutMask } from "../../training/dropout.js";
 import type { DropoutMaskSpec } from "../../graph/layers/context.js";
@@ -72,7 +73,7 @@ export async function writeDropoutMasks(
   }
   await rename(partial, path);
   const index: MaskIndex = { widths: specs.map((s) => s.width), ratios: specs.map((s) => s.ratio), steps, epochs, bytes };
-  await writeFile(`${path}.json`, JSON.stringify(index));
+  await writeFileAtomic(`${path}.json`, JSON.stringify(index));
   return index;
 }
 
@@ -84,6 +85,5 @@ export async function writeRowOrders(path: string, loader: DataLoader, epochs: n
     if (order === null) throw new Error("writeRowOrders: the loader reads rows in file order; give it shuffle: true");
     orders.set(order, epoch * loader.rows);
   }
-  await writeFile(`${path}.tmp`, new Uint8Array(orders.buffer));
-  await rename(`${path}.tmp`, path);
+  await writeFileAtomic(path, new Uint8Array(orders.buffer));
 }
