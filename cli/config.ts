@@ -20,24 +20,29 @@ const dataSchema = z
     csv: z.string().optional().describe("one CSV to split by `split`"),
     split: z.tuple([ratio, ratio, ratio]).optional(),
     seed: z.number().int().optional(),
-    preparedDir: z.string().describe("folder for the Arrow files and dataset.json"),
+    preparedDir: z.string().min(1).describe("folder for the Arrow files and dataset.json"),
   })
   .strict()
   .refine((d) => (d.csv === undefined) !== (d.train === undefined), {
     message: 'give either "csv" (one file to split) or "train" (with optional "val" and "test"), not both',
   })
-  .refine((d) => d.split === undefined || splitIsValid(d.split), {
-    message: "expected [train, val, test] ratios that sum to 1 with a positive train share",
+  .refine((d) => d.split === undefined || d.val === undefined || d.test === undefined, {
+    message: 'expected no "split" when "train", "val" and "test" are all given: it only cuts the splits that have no file',
+    path: ["split"],
+  })
+  .refine((d) => d.split === undefined || splitIsValid(d.split, [true, d.val === undefined, d.test === undefined]), {
+    message: "expected [train, val, test] ratios that sum to 1, above 0 for train and for each split cut from it",
     path: ["split"],
   });
 
-function splitIsValid(split: [number, number, number]): boolean {
+/** Whether `split` sums to 1 and gives a positive share to each split that `cut` marks as cut from the data. */
+function splitIsValid(split: [number, number, number], cut: boolean[]): boolean {
   try {
     parseSplit(split);
-    return true;
   } catch {
     return false;
   }
+  return split.every((share, i) => !cut[i] || share > 0);
 }
 
 const trainerSchema = z
@@ -96,7 +101,7 @@ const configSchema = z
     oracle: z.record(z.string(), z.string()).optional().describe("task name -> extra column holding the true probability"),
     model: modelOptionsSchema,
     trainer: trainerSchema.default(trainerSchema.parse({})),
-    modelDir: z.string(),
+    modelDir: z.string().min(1),
   })
   .strict();
 
@@ -268,6 +273,32 @@ function thereAre(n: number, noun: string): string {
   return `there ${n === 1 ? "is" : "are"} ${count(n, noun)}`;
 }
 
+/**
+ * Checks ESMM's feature lists against the features: each name is a sparse
+ * feature, and together, users then items, they are the features in order
+ * (ESMM embeds these and nothing else).
+ */
+function esmmFeatureProblems(user: readonly string[], item: readonly string[], features: readonly FeatureSpec[]): string[] {
+  const problems: string[] = [];
+  const names = features.map((f) => f.name);
+  for (const [key, list] of [["userFeatures", user], ["itemFeatures", item]] as const) {
+    list.forEach((name, i) => {
+      const feature = features.find((f) => f.name === name);
+      if (feature === undefined) problems.push(`model.${key}[${i}]: "${name}" is not a feature; the features are ${names.join(", ")}`);
+      else if (feature.kind !== "sparse") problems.push(`model.${key}[${i}]: "${name}" is a dense feature; ESMM embeds sparse features only`);
+    });
+  }
+  if (problems.length > 0) return problems;
+  const listed = [...user, ...item];
+  const missing = names.filter((name) => !listed.includes(name));
+  if (missing.length > 0) {
+    problems.push(`features ${missing.join(", ")}: in neither model.userFeatures nor model.itemFeatures; ESMM uses only the features listed there`);
+  } else if (listed.join("\u0000") !== names.join("\u0000")) {
+    problems.push(`model.userFeatures then model.itemFeatures list [${listed.join(", ")}]; list them in the order of features, [${names.join(", ")}]`);
+  }
+  return problems;
+}
+
 /** Validates a parsed config; `path` names it in errors and anchors relative paths. */
 export function parseConfig(raw: unknown, path: string): Config {
   const result = configSchema.safeParse(raw);
@@ -296,6 +327,10 @@ export function parseConfig(raw: unknown, path: string): Config {
     throw new ConfigError(
       `invalid config ${path}: trainer.earlystopTaskid is ${c.trainer.earlystopTaskid}, but ${thereAre(labels.length, "task")}`,
     );
+  }
+  if (c.model.kind === "esmm") {
+    const esmmProblems = esmmFeatureProblems(c.model.userFeatures, c.model.itemFeatures, features);
+    if (esmmProblems.length > 0) throw new ConfigError(`invalid config ${path}:\n${esmmProblems.map((line) => `  ${line}`).join("\n")}`);
   }
   const tasks = labels.map((l) => l.task);
   for (const [task, column] of Object.entries(c.oracle ?? {})) {

@@ -3,7 +3,8 @@
  * as functions the demo and tests call too.
  */
 import { existsSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createModel } from "../graph/models/index.js";
 import { Session, tensor } from "../runtime/node.js";
@@ -88,11 +89,34 @@ function formatScores(scores: TaskScores): string {
 }
 
 /**
- * Checks that every classification task has both classes in each split.
+ * Creates the model folder before training, so a path that cannot hold it
+ * fails now rather than after the first epoch.
+ */
+async function checkModelDir(dir: string): Promise<void> {
+  const existing = await stat(dir).catch(() => undefined);
+  if (existing !== undefined && !existing.isDirectory()) {
+    throw new Error(`modelDir ${dir} is a file, not a folder; give the path of a folder to write the model into`);
+  }
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (error) {
+    throw new Error(`modelDir ${dir} cannot be written: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Checks that every split has rows, and that every classification task has both classes in each split.
  * AUC is undefined for a split with one class, so training would fail at its
  * end. This check fails first and names the task and the split.
  */
-function checkBothClasses(config: Config, splits: Record<string, ArrowDataset>): void {
+function checkSplits(config: Config, splits: Record<string, ArrowDataset>): void {
+  const files: Record<string, string | undefined> = { train: config.data.train, val: config.data.val, test: config.data.test };
+  for (const [split, dataset] of Object.entries(splits)) {
+    if (dataset.length > 0) continue;
+    const cause = files[split] === undefined ? "data.split leaves it no rows" : `data.${split} has no rows`;
+    throw new Error(`the ${split} split is empty (${cause}); training needs rows in train, val and test`);
+  }
   for (const label of config.labels) {
     if (label.type !== "classification") continue;
     for (const [split, dataset] of Object.entries(splits)) {
@@ -125,7 +149,8 @@ export async function runTrain(
   const info = await readDatasetInfo(config.data.preparedDir);
   const open = (split: string) => ArrowDataset.open(join(config.data.preparedDir, `${split}.arrow`));
   const [train, val, test] = await Promise.all([open("train"), open("val"), open("test")]);
-  checkBothClasses(config, { train, val, test });
+  checkSplits(config, { train, val, test });
+  await checkModelDir(config.modelDir);
   const { kind, ...modelOptions } = config.model;
   const taskTypes = config.labels.map((l) => l.type);
   const model = createModel(kind, featuresFromEncoder(info.encoder), { ...modelOptions, taskTypes });

@@ -147,10 +147,55 @@ describe("config validation", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, data: { csv: "all.csv", split: [0.5, 0.3, 0.3], preparedDir: "p" } };
     expect(() => parseConfig(bad, "c.json")).toThrow(
-      "  data.split: expected [train, val, test] ratios that sum to 1 with a positive train share, received [0.5,0.3,0.3]",
+      "  data.split: expected [train, val, test] ratios that sum to 1, above 0 for train and for each split cut from it, received [0.5,0.3,0.3]",
     );
     const good = { ...config, data: { csv: "all.csv", split: [0.8, 0.1, 0.1], preparedDir: "p" } };
     expect(() => parseConfig(good, "c.json")).not.toThrow();
+  });
+
+  it("rejects a split share of 0 for a split cut from the data, and a split that cuts nothing", () => {
+    const config = sampleConfig("/tmp/x");
+    const zeroVal = { ...config, data: { csv: "all.csv", split: [1, 0, 0], preparedDir: "p" } };
+    expect(() => parseConfig(zeroVal, "c.json")).toThrow(/data\.split: expected .* above 0 for train and for each split cut from it, received \[1,0,0\]/);
+    const valFile = { ...config, data: { train: "t.csv", val: "v.csv", split: [0.9, 0, 0.1], preparedDir: "p" } };
+    expect(() => parseConfig(valFile, "c.json")).not.toThrow();
+    const allFiles = { ...config, data: { ...config.data, split: [0.8, 0.1, 0.1] } };
+    expect(() => parseConfig(allFiles, "c.json")).toThrow(
+      '  data.split: expected no "split" when "train", "val" and "test" are all given: it only cuts the splits that have no file',
+    );
+  });
+
+  it("rejects an empty modelDir or preparedDir", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, modelDir: "", data: { ...config.data, preparedDir: "" } };
+    expect(() => parseConfig(bad, "c.json")).toThrow('  data.preparedDir: expected a string of at least 1 character, received ""');
+    expect(() => parseConfig(bad, "c.json")).toThrow('  modelDir: expected a string of at least 1 character, received ""');
+  });
+
+  it("names ESMM feature lists that do not match the features", () => {
+    const config = sampleConfig("/tmp/x");
+    const esmm = (userFeatures: string[], itemFeatures: string[], features = config.features) => ({
+      ...config,
+      features,
+      labels: [...config.labels, { task: "ctcvr", column: "purchase", type: "classification" }],
+      model: { kind: "esmm", userFeatures, itemFeatures, cvrParams: { dims: [4] }, ctrParams: { dims: [4] } },
+    });
+    const sparse = config.features.filter((f) => f.kind === "sparse").map((f) => f.name);
+    const message = (value: unknown) => {
+      try {
+        parseConfig(value, "c.json");
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return "";
+    };
+    const named = message(esmm(["nope", "101"], ["D508"]));
+    expect(named).toContain('  model.userFeatures[0]: "nope" is not a feature; the features are 101, 121,');
+    expect(named).toContain('  model.itemFeatures[0]: "D508" is a dense feature; ESMM embeds sparse features only');
+    expect(message(esmm(["101"], ["121"]))).toMatch(/features 122, .*D853: in neither model\.userFeatures nor model\.itemFeatures/);
+    const sparseOnly = config.features.filter((f) => f.kind === "sparse");
+    expect(message(esmm(sparse.slice(1), sparse.slice(0, 1), sparseOnly))).toContain("list them in the order of features, [101, 121,");
+    expect(message(esmm(sparse.slice(0, 2), sparse.slice(2), sparseOnly))).toBe("");
   });
 
   it("rejects an early-stopping task that does not exist", () => {
@@ -174,6 +219,27 @@ describe("onnxrec train and evaluate", () => {
     const scores = await runEvaluate(join(dir, "model"), join(dir, "prepared"), "test", () => {});
     expect(scores.ctr).toBeCloseTo(json.metrics.test.auc.ctr, 5);
     expect(scores.cvr).toBeCloseTo(json.metrics.test.auc.cvr, 5);
+  });
+
+  it("train rejects a modelDir that is a file before it trains", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const file = join(dir, "taken");
+    await writeFile(file, "keep me");
+    const config = parseConfig({ ...sampleConfig(dir), modelDir: file }, join(dir, "config.json"));
+    const lines: string[] = [];
+    await expect(runTrain(config, (line) => lines.push(line), { progress: false })).rejects.toThrow(
+      `modelDir ${file} is a file, not a folder; give the path of a folder to write the model into`,
+    );
+    expect(lines.some((line) => line.startsWith("epoch"))).toBe(false);
+    expect(await readFile(file, "utf8")).toBe("keep me");
+  });
+
+  it("train names a split that the split ratios leave empty", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const raw = { ...sampleConfig(dir), data: { csv: join(SAMPLE_DIR, "ali_ccp_train_sample.csv"), split: [0.98, 0.001, 0.019], preparedDir: join(dir, "prepared") } };
+    await expect(runTrain(parseConfig(raw, join(dir, "c.json")), () => {}, { progress: false })).rejects.toThrow(
+      "the val split is empty (data.split leaves it no rows); training needs rows in train, val and test",
+    );
   });
 
   it("prepares again when the CSV changes", async () => {
