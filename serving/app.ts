@@ -26,6 +26,8 @@ export { ModelRepository } from "./repository.js";
 
 export const DEFAULT_MAX_INSTANCES = 1024;
 export const DEFAULT_BODY_LIMIT = "1mb";
+/** Time a client has to send a whole request, headers and body, in milliseconds. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export interface AppOptions {
   /** Maximum rows in one predict or infer request (default 1024). */
@@ -40,6 +42,11 @@ export interface AppOptions {
   cors?: string | readonly string[];
   /** Serve the web page at GET / with the model files it loads (default true); see routes-web.ts. */
   web?: boolean;
+  /**
+   * Time from the start of a request until its whole body must have arrived,
+   * in milliseconds (default 30 s); a request still sending gets a 408.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** Builds the Express app that serves a model or a repository. It does not listen. */
@@ -54,11 +61,16 @@ export function createApp(source: LoadedModel | ModelRepository, options: AppOpt
   const repository = source instanceof LoadedModel ? ModelRepository.fromModels([source], { logger }) : source;
   const metrics = options.metrics ?? repository.metrics;
   const corsOrigins = options.cors === undefined ? null : parseCorsOrigins(options.cors);
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  if (!Number.isFinite(requestTimeoutMs) || requestTimeoutMs <= 0) {
+    throw new RangeError(`requestTimeoutMs must be a positive number of milliseconds, got ${describeValue(requestTimeoutMs)}`);
+  }
 
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
   app.use(requestLogging(logger, metrics));
+  app.use(bodyTimeout(requestTimeoutMs));
   // Once a graceful shutdown has begun, every response carries
   // `Connection: close`, so the client closes its keep-alive connection and
   // sends no new request on it while the server drains.
@@ -93,4 +105,28 @@ export function createApp(source: LoadedModel | ModelRepository, options: AppOpt
   });
   app.use(errorHandler(bodyLimit));
   return app;
+}
+
+/**
+ * Answers 408 to a request whose body has not fully arrived `timeoutMs` after
+ * it began, and closes its connection: the body parser would otherwise wait
+ * on a stalled client for as long as the connection stays open.
+ */
+function bodyTimeout(timeoutMs: number): express.RequestHandler {
+  return (req, res, next) => {
+    if (req.complete) {
+      next();
+      return;
+    }
+    const timer = setTimeout(() => {
+      if (req.complete || res.headersSent) return;
+      res.once("finish", () => req.socket.destroy());
+      res.status(408).set("Connection", "close").json({
+        error: `request timed out: the body did not arrive within ${timeoutMs / 1000} s; send the whole body at once`,
+      });
+    }, timeoutMs);
+    timer.unref();
+    res.once("close", () => clearTimeout(timer));
+    next();
+  };
 }

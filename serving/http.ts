@@ -172,6 +172,23 @@ interface ErrorResponse {
   headers: Record<string, string>;
 }
 
+/**
+ * Says why body-parser rejected a body. In strict mode it rejects JSON
+ * that is not an object or array (null, 5, "text") with "is not valid JSON",
+ * which is wrong for such a body: it is valid JSON of the wrong kind.
+ */
+function parseFailure(error: Error & { body?: unknown }): string {
+  if (typeof error.body === "string") {
+    try {
+      const value: unknown = JSON.parse(error.body);
+      return `expected a JSON object, got ${describeValue(value)}`;
+    } catch {
+      // Not JSON at all: body-parser's message says where it fails.
+    }
+  }
+  return error.message;
+}
+
 /** Maps an error to the response sent to the client. Anything unexpected becomes a 500 that hides its details. */
 function errorResponse(error: unknown, bodyLimit: string | number, requestId: string): ErrorResponse {
   if (error instanceof HttpError) {
@@ -192,7 +209,7 @@ function errorResponse(error: unknown, bodyLimit: string | number, requestId: st
     return { status: 413, body: { error: `request body too large: the limit is ${bodyLimit}` }, headers: {} };
   }
   if (type === "entity.parse.failed") {
-    return { status: 400, body: { error: `invalid JSON body: ${(error as Error).message}` }, headers: {} };
+    return { status: 400, body: { error: `invalid JSON body: ${parseFailure(error as Error & { body?: unknown })}` }, headers: {} };
   }
   if (typeof status === "number" && status >= 400 && status < 500 && error instanceof Error) {
     return { status, body: { error: error.message }, headers: {} };

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type AppOptions, createApp } from "./app.js";
+import { type AppOptions, DEFAULT_REQUEST_TIMEOUT_MS, createApp } from "./app.js";
 import type { BatchingOptions } from "./batcher.js";
 import { handleClientErrors } from "./client-errors.js";
 import { jsonLogger, logEntry, safeLog, silentLogger } from "./logging.js";
@@ -77,7 +77,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   let server: Server;
   try {
-    server = createServer(createApp(repository, { ...options, logger, metrics }));
+    // Headers get the request timeout too (Node answers those with a 408 through handleClientErrors);
+    // the app answers a stalled body, and Node's own limit on the whole request stays a backstop.
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    server = createServer(
+      { headersTimeout: requestTimeoutMs, requestTimeout: 2 * requestTimeoutMs },
+      createApp(repository, { ...options, logger, metrics }),
+    );
     handleClientErrors(server, { logger, metrics });
   } catch (error) {
     await repository.close();

@@ -227,10 +227,12 @@ describe("predict input errors", () => {
     expect(res.body.error).toMatch(/^invalid JSON body/);
   });
 
-  it("rejects a JSON scalar body", async () => {
-    const res = await predictRaw("42");
-    expect(res.status).toBe(400);
-    expect(res.body.error).toMatch(/^invalid JSON body/);
+  it("rejects a JSON scalar body, saying that an object was expected", async () => {
+    for (const [body, shown] of [["42", "42"], ["null", "null"], ['"text"', '"text"'], ["true", "true"]]) {
+      const res = await predictRaw(body);
+      expect(res.status).toBe(400);
+      expect(res.body.error).toBe(`invalid JSON body: expected a JSON object, got ${shown}`);
+    }
   });
 
   it("rejects an empty body", async () => {

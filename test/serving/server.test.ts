@@ -236,6 +236,26 @@ describe("client errors", () => {
     }
   });
 
+  it("answers a body that stops arriving with 408 and still serves the next request", async () => {
+    const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false, requestTimeoutMs: 300 });
+    try {
+      const path = `/v1/models/${running.model.name}:predict`;
+      const stalled = `POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`;
+      const started = performance.now();
+      const responses = parseResponses(await exchange(running.url, stalled));
+      expect(responses.map((response) => response.status)).toEqual([408]);
+      expect(JSON.parse(responses[0].body)).toEqual({
+        error: "request timed out: the body did not arrive within 0.3 s; send the whole body at once",
+      });
+      expect(performance.now() - started).toBeLessThan(10_000);
+      const instances = [nullRow(running.model.encoder.features.map((f) => f.name))];
+      const ok = await fetch(`${running.url}${path}`, { method: "POST", body: JSON.stringify({ instances }), headers: { "content-type": "application/json" } });
+      expect(ok.status).toBe(200);
+    } finally {
+      await running.close();
+    }
+  });
+
   it("survives a connection reset mid-headers", async () => {
     const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false });
     try {
