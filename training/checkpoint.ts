@@ -81,15 +81,33 @@ export function decodeSafetensors(bytes: Uint8Array, source = "checkpoint"): Che
   return { tensors, metadata };
 }
 
-/** Writes `bytes` to `path` through a temporary file in the same folder and a rename. */
+/** Why a write failed, by Node's error code, in words that name `path` rather than the temporary file. */
+const WRITE_FAILURES: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EISDIR: "it is a folder; give a file name",
+  ENOTDIR: "a part of the path is a file, not a folder",
+  ENOENT: "its folder does not exist",
+  ENOSPC: "no space left on the device",
+  EROFS: "the file system is read-only",
+};
+
+/**
+ * Writes `bytes` to `path` through a temporary file in the same folder and a
+ * rename, so a failure leaves any earlier file at `path` whole. The error
+ * names `path` and the cause.
+ */
 export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+  if (path === "" || path.endsWith("/")) throw new Error(`cannot write "${path}": expected a file name`);
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     await writeFile(temporary, bytes);
     await rename(temporary, path);
   } catch (error) {
     await rm(temporary, { force: true });
-    throw error;
+    const code = (error as NodeJS.ErrnoException).code ?? "";
+    const cause = WRITE_FAILURES[code];
+    throw cause === undefined ? error : new Error(`cannot write ${path}: ${cause} (${code})`, { cause: error });
   }
 }
 

@@ -1,7 +1,7 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { decodeSafetensors, encodeSafetensors, loadCheckpoint, saveCheckpoint } from "../../training/checkpoint.js";
+import { decodeSafetensors, encodeSafetensors, loadCheckpoint, saveCheckpoint, writeFileAtomic } from "../../training/checkpoint.js";
 import { temporaryDir } from "../fixtures/aliccp.js";
 
 describe("safetensors checkpoints", () => {
@@ -46,5 +46,19 @@ describe("safetensors checkpoints", () => {
     const broken = { tensors: { x: { shape: [3], data: new Float32Array(2) } }, metadata: {} };
     await expect(saveCheckpoint(path, broken)).rejects.toThrow(/needs 3 values, has 2/);
     expect(Buffer.compare(await readFile(path), before)).toBe(0);
+  });
+});
+
+describe("writeFileAtomic", () => {
+  it("names the target path and the cause, and leaves no temporary file", async () => {
+    const dir = await temporaryDir("onnxrec-write-");
+    await mkdir(join(dir, "folder"));
+    await expect(writeFileAtomic(join(dir, "folder"), "x")).rejects.toThrow(`cannot write ${join(dir, "folder")}: it is a folder; give a file name (EISDIR)`);
+    await expect(writeFileAtomic(join(dir, "missing", "x.onnx"), "x")).rejects.toThrow(
+      `cannot write ${join(dir, "missing", "x.onnx")}: its folder does not exist (ENOENT)`,
+    );
+    await expect(writeFileAtomic("", "x")).rejects.toThrow('cannot write "": expected a file name');
+    expect(await readdir(dir)).toEqual(["folder"]);
+    expect(await readdir(join(dir, "folder"))).toEqual([]);
   });
 });
