@@ -15,7 +15,7 @@ import { auc, meanSquaredError } from "../training/metrics.js";
 import { featuresFromEncoder, loadModelDir, type ModelJSON, saveModelDir } from "../training/model-dir.js";
 import { interleave } from "../training/program.js";
 import { progressBar } from "../training/progress.js";
-import { type EpochLog, MTLTrainer, type TaskScores } from "../training/trainer.js";
+import { type EpochLog, LAST_CHECKPOINT_FILE, MTLTrainer, type TaskScores } from "../training/trainer.js";
 import type { Config } from "./config.js";
 
 export type Log = (line: string) => void;
@@ -180,11 +180,16 @@ export async function runTrain(
   });
   const program = await trainer.compile();
   log(`${kind} with ${program.parameterCount.toLocaleString("en-US")} parameters; training on ${train.length.toLocaleString("en-US")} rows`);
+  const resuming = options.resume === true && existsSync(join(config.modelDir, LAST_CHECKPOINT_FILE));
+  if (options.resume && !resuming) log(`no ${LAST_CHECKPOINT_FILE} in ${config.modelDir} to resume from; training from the first epoch`);
   const evalBatch = t.evalBatchSize ?? 8192;
   await trainer.fit(
     new DataLoader(train, { batchSize: t.batchSize, shuffle: true, seed: t.seed }),
     new DataLoader(val, { batchSize: evalBatch }),
   );
+  if (resuming && trainer.history.length === 0) {
+    log(`the checkpoint had already finished training (${t.nEpoch} epochs, or early stopping); scoring its weights`);
+  }
   const valScores = await trainer.evaluate(new DataLoader(val, { batchSize: evalBatch }));
   const testScores = await trainer.evaluate(new DataLoader(test, { batchSize: evalBatch }));
   const metricName = (task: number) => (taskTypes[task] === "classification" ? "auc" : "mse");

@@ -290,12 +290,21 @@ export class MTLTrainer {
   /** Loads the latest and the best checkpoints of modelPath for `resume`. */
   private async resume(modelPath: string) {
     const program = await this.compile();
+    const toState = (checkpoint: Checkpoint, path: string) => {
+      try {
+        return checkpointToState(checkpoint, program.state, this.model, path);
+      } catch (error) {
+        throw new Error(
+          `cannot resume: ${(error as Error).message}. The checkpoint was written for another model or other features; ` +
+            "train without resuming, or with the config it was trained with",
+        );
+      }
+    };
     const bestPath = join(modelPath, CHECKPOINT_FILE);
-    const best = await loadCheckpoint(bestPath);
-    const bestState = checkpointToState(best, program.state, this.model, bestPath);
+    const bestState = toState(await loadCheckpoint(bestPath), bestPath);
     const lastPath = join(modelPath, LAST_CHECKPOINT_FILE);
     const last = await loadCheckpoint(lastPath);
-    program.state = checkpointToState(last, program.state, this.model, lastPath);
+    program.state = toState(last, lastPath);
     const number = (key: string) => {
       const value = Number(last.metadata[key]);
       if (!Number.isFinite(value)) throw new Error(`${lastPath}: metadata "${key}" is ${JSON.stringify(last.metadata[key])}, expected a number`);

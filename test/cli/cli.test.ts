@@ -242,6 +242,23 @@ describe("onnxrec train and evaluate", () => {
     );
   });
 
+  it("train --resume says when there is nothing to resume or to train, and names a checkpoint of another model", async () => {
+    const dir = await temporaryDir("onnxrec-cli-");
+    const raw = sampleConfig(dir);
+    const lines: string[] = [];
+    const train = (config: object) => runTrain(parseConfig(config, join(dir, "c.json")), (line) => lines.push(line), { progress: false, resume: true });
+    await train(raw);
+    expect(lines).toContain(`no checkpoint.last.safetensors in ${join(dir, "model")} to resume from; training from the first epoch`);
+    lines.length = 0;
+    await train(raw);
+    expect(lines).toContain("the checkpoint had already finished training (2 epochs, or early stopping); scoring its weights");
+    expect(lines.some((line) => line.startsWith("epoch"))).toBe(false);
+    const wider = { ...raw, model: { ...raw.model, expertParams: { dims: [16] } }, trainer: { ...raw.trainer, nEpoch: 3 } };
+    await expect(train(wider)).rejects.toThrow(
+      /^cannot resume: .*checkpoint\.safetensors: tensor "params" has \d+ values, the model needs \d+\. The checkpoint was written for another model or other features; train without resuming, or with the config it was trained with$/,
+    );
+  });
+
   it("prepares again when the CSV changes", async () => {
     const dir = await temporaryDir("onnxrec-cli-");
     const csv = join(dir, "train.csv");
