@@ -5,8 +5,10 @@
  * row-sparse: the batch's distinct ids are gathered from each table, updated
  * in the graph and written back.
  */
+import { totalmem } from "node:os";
 import { emitModel } from "../graph/emit.js";
 import type { LossWeighting } from "../graph/losses.js";
+import type { SparseFeature } from "../graph/models/features.js";
 import type { MultiTaskModel } from "../graph/models/model.js";
 import type { AdamOptions } from "../graph/optimizer.js";
 import {
@@ -32,6 +34,31 @@ export interface ModelBatch {
   dense: Float32Array;
   /** One column per task; only training reads them. */
   labels: Float32Array[];
+}
+
+/**
+ * Throws before anything is allocated when the weights and their two Adam
+ * moments (float32) alone exceed this machine's memory, naming the sizes, so
+ * an oversized embedDim or MLP width fails with a reason rather than an
+ * out-of-memory kill or an overflowed ONNX dimension. Without
+ * `denseParameters` it checks the embedding tables alone.
+ */
+export function checkStateFits(sparse: readonly SparseFeature[], denseParameters?: number, memoryBytes = totalmem()): void {
+  const tableValues = sparse.reduce((a, f) => a + f.vocabSize * f.embedDim, 0);
+  const bytes = 3 * 4 * ((denseParameters ?? 0) + tableValues);
+  if (bytes <= memoryBytes) return;
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  const largest = [...sparse].sort((a, b) => b.vocabSize * b.embedDim - a.vocabSize * a.embedDim)[0];
+  const sizes = [
+    ...(denseParameters === undefined ? [] : [`${denseParameters.toLocaleString("en-US")} dense parameters`]),
+    `${tableValues.toLocaleString("en-US")} embedding values`,
+    ...(largest === undefined ? [] : [`the largest table "${largest.name}" ${largest.vocabSize} x ${largest.embedDim}`]),
+  ];
+  const what = denseParameters === undefined ? "embedding tables" : "weights";
+  throw new RangeError(
+    `the model's ${what} and their Adam moments need ${gib(bytes)} (${sizes.join(", ")}), ` +
+      `more than this machine's ${gib(memoryBytes)} of memory; use a smaller embedDim, fewer ids or narrower MLP dims`,
+  );
 }
 
 /** Default of `denseEmbeddingRows`: the largest embedding table, in rows, that ModelProgram updates densely. */
@@ -208,6 +235,8 @@ export class ModelProgram {
         `ModelProgram: ${options.taskNames.length} task names for ${model.taskTypes.length} tasks`,
       );
     }
+    // The tables first: building the graphs allocates arrays as wide as an embedding row.
+    checkStateFits(sparseFeatures(model));
     const train = buildTrainingGraph(model, {
       lossWeighting: options.lossWeighting,
       optimizer: options.optimizer,
@@ -215,6 +244,7 @@ export class ModelProgram {
       seed: options.seed,
     });
     const evaluation = buildEvalGraph(model, options.taskNames);
+    checkStateFits(sparseFeatures(model), train.ctx.totalParameters);
     const trainingModel = emitModel(train.graph, { outputs: train.outputs, inputs: train.inputs });
     const evalModel = emitModel(evaluation.graph, { outputs: evaluation.outputs, inputs: evaluation.inputs });
     const sessionOptions = { threads: options.threads ?? 2 };

@@ -110,4 +110,35 @@ describe("MTLTrainer runs", () => {
       );
     }
   });
+
+  it("refuses a model whose weights and Adam moments exceed the memory, before it allocates them", async () => {
+    const { MTLTrainer } = await import("../../training/trainer.js");
+    const { PLE } = await import("../../graph/models/ple.js");
+    const { DenseFeature, SparseFeature } = await import("../../graph/models/features.js");
+    const ple = (embedDim: number, dims: number[]) =>
+      new PLE({
+        features: [new SparseFeature("a", { vocabSize: 100, embedDim }), new DenseFeature("x")],
+        taskTypes: ["classification", "classification"],
+        nLevel: 1,
+        nExpertSpecific: 1,
+        nExpertShared: 1,
+        expertParams: { dims },
+        towerParamsList: [{ dims: [4] }, { dims: [4] }],
+      });
+    await expect(new MTLTrainer(ple(2_000_000_000, [8])).compile()).rejects.toThrow(
+      /^the model's embedding tables and their Adam moments need 2235\.2 GiB \(200,000,000,000 embedding values, the largest table "a" 100 x 2000000000\), more than this machine's [\d.]+ GiB of memory; use a smaller embedDim, fewer ids or narrower MLP dims$/,
+    );
+    await expect(new MTLTrainer(ple(4, [2_000_000_000])).compile()).rejects.toThrow(
+      /^the model's weights and their Adam moments need 715\.3 GiB \(64,000,000,066 dense parameters, 400 embedding values, /,
+    );
+  });
+
+  it("checks the state's size against the memory it is given", async () => {
+    const { checkStateFits } = await import("../../training/program.js");
+    const { SparseFeature } = await import("../../graph/models/features.js");
+    const table = new SparseFeature("a", { vocabSize: 1000, embedDim: 8 });
+    // 3 copies of 4 bytes for each of the 8,000 table values and 2,000 dense parameters: 120,000 bytes.
+    expect(() => checkStateFits([table], 2000, 120_000)).not.toThrow();
+    expect(() => checkStateFits([table], 2001, 120_000)).toThrow(/need 0\.0 GiB \(2,001 dense parameters, 8,000 embedding values/);
+  });
 });
