@@ -61,11 +61,19 @@ interface FoundVersion {
   signature: string | null;
 }
 
+/** A model version on disk that failed to load. */
+export interface LoadFailure {
+  name: string;
+  version: number;
+  error: string;
+}
+
 export class ModelRepository {
   readonly metrics: ServingMetrics;
   private snapshot: ReadonlyMap<string, ModelEntry> = new Map();
   private readonly logger: Logger;
-  private readonly failedSignatures = new Map<string, string>();
+  /** Versions on disk that failed to load, by versionKey, with the files' signature at the time; retried when it changes. */
+  private readonly failures = new Map<string, LoadFailure & { signature: string }>();
   private reloadChain: Promise<unknown> = Promise.resolve();
   private pollTimer: NodeJS.Timeout | null = null;
   private polling = false;
@@ -151,6 +159,22 @@ export class ModelRepository {
    */
   beginShutdown(): void {
     this.shutdownStarted = true;
+  }
+
+  /**
+   * Why a version on disk failed to load, or, without `version`, the highest
+   * failed version of a model that has none loaded; undefined otherwise.
+   */
+  loadFailure(name: string, version?: number): LoadFailure | undefined {
+    if (version !== undefined) return this.failures.get(versionKey(name, version));
+    if (this.versions(name).length > 0) return undefined;
+    const failed = [...this.failures.values()].filter((failure) => failure.name === name);
+    return failed.sort((a, b) => b.version - a.version)[0];
+  }
+
+  /** Versions of a model on disk that failed to load, ascending, with their errors. */
+  failedVersions(name: string): LoadFailure[] {
+    return [...this.failures.values()].filter((failure) => failure.name === name).sort((a, b) => a.version - b.version);
   }
 
   /** Loaded versions of a model, ascending; empty for an unknown model. */
@@ -252,8 +276,8 @@ export class ModelRepository {
     const retained: LoadedModel[] = [];
     const added: LoadedModel[] = [];
     const foundKeys = new Set(found.map((v) => versionKey(v.name, v.version)));
-    for (const key of this.failedSignatures.keys()) {
-      if (!foundKeys.has(key)) this.failedSignatures.delete(key);
+    for (const key of this.failures.keys()) {
+      if (!foundKeys.has(key)) this.failures.delete(key);
     }
     for (const candidate of found) {
       const current = this.get(candidate.name, candidate.version);
@@ -262,15 +286,15 @@ export class ModelRepository {
         continue;
       }
       const key = versionKey(candidate.name, candidate.version);
-      if (candidate.signature === null || this.failedSignatures.get(key) === candidate.signature) continue;
+      if (candidate.signature === null || this.failures.get(key)?.signature === candidate.signature) continue;
       debug("loading", { model: candidate.name, version: candidate.version, dir: candidate.dir });
       try {
         const model = await loadModel(candidate.dir, { ...this.loadOptions(candidate.version), name: candidate.name });
         added.push(model);
-        this.failedSignatures.delete(key);
+        this.failures.delete(key);
         report.loaded.push({ name: candidate.name, version: candidate.version });
       } catch (error) {
-        this.failedSignatures.set(key, candidate.signature);
+        this.failures.set(key, { name: candidate.name, version: candidate.version, error: errorMessage(error), signature: candidate.signature });
         this.metrics.loadFailed(candidate.name);
         report.failed.push({ name: candidate.name, version: candidate.version, error: errorMessage(error) });
         safeLog(this.logger, logEntry("error", "model version failed to load; the loaded versions keep serving", {

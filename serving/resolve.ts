@@ -18,13 +18,24 @@ export function parseVersion(text: string | undefined): number | undefined {
 
 /**
  * Returns the model version named by `name` and `version` (the highest
- * version when omitted). Throws `HttpError` 404 for an unknown model or a
- * version that is not loaded.
+ * version when omitted). Throws `HttpError` 503 for a version that failed to
+ * load (or a model none of whose versions loaded), and 404 for an unknown
+ * model or a version that is not there.
  */
 export function findModel(repository: ModelRepository, name: string, version: number | undefined): LoadedModel {
   const model = repository.get(name, version);
   if (model !== undefined) return model;
   const names = repository.names;
+  const failure = repository.loadFailure(name, version);
+  if (failure !== undefined) {
+    const loaded = repository.versions(name);
+    const others = loaded.length === 0 ? "no version of it is loaded" : `the loaded versions are ${loaded.join(", ")}`;
+    throw new HttpError(
+      503,
+      `version ${failure.version} of model ${JSON.stringify(name)} failed to load; ${others}. ` +
+        "The server's log has the error; fix or replace the version's files, and the server retries when they change",
+    );
+  }
   if (!names.includes(name)) {
     const served = names.length === 0 ? "no model" : names.map((served) => JSON.stringify(served)).join(", ");
     throw new HttpError(404, `model ${JSON.stringify(name)} not found; this server serves ${served}`);

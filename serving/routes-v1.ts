@@ -9,7 +9,7 @@ import { HttpError, addRoute, locals, methodNotAllowed, requestPath } from "./ht
 import { columnError, columnsToRows, readPredictBody } from "./inputs.js";
 import type { LoadedModel } from "./model.js";
 import { findModel, requestModel } from "./resolve.js";
-import type { ModelRepository } from "./repository.js";
+import type { LoadFailure, ModelRepository } from "./repository.js";
 
 export interface RouteContext {
   repository: ModelRepository;
@@ -67,8 +67,9 @@ export function registerV1Routes(app: Express, context: RouteContext): void {
 
   addRoute(app, "get", ["/v1/models/:name", "/v1/models/:name/versions/:version"], (req, res) => {
     const model = requestModel(repository, req, res);
-    const listed = req.params.version === undefined ? allVersions(repository, model.name) : [model];
-    res.json(modelStatus(model, listed, repository.shuttingDown));
+    const all = req.params.version === undefined;
+    const listed = all ? allVersions(repository, model.name) : [model];
+    res.json(modelStatus(model, listed, all ? repository.failedVersions(model.name) : [], repository.shuttingDown));
   });
   addRoute(app, "get", ["/v1/models/:name/metadata", "/v1/models/:name/versions/:version/metadata"], (req, res) => {
     const model = requestModel(repository, req, res);
@@ -133,11 +134,20 @@ function versionStatus(model: LoadedModel, shuttingDown: boolean) {
 }
 
 /**
- * Describes a model version: `state` and the other top-level fields are
- * those of `model`, and `model_version_status` lists `versions` in the
- * TensorFlow Serving form.
+ * A version that failed to load, as TensorFlow Serving reports one: state END
+ * with an error. The error itself names server paths, so it stays in the log.
  */
-function modelStatus(model: LoadedModel, versions: readonly LoadedModel[], shuttingDown: boolean) {
+function failedStatus(failure: LoadFailure) {
+  const error_message = "failed to load; the server's log has the error";
+  return { version: String(failure.version), state: "END", status: { error_code: "UNKNOWN", error_message } };
+}
+
+/**
+ * Describes a model version: `state` and the other top-level fields are
+ * those of `model`, and `model_version_status` lists `versions` and the
+ * `failed` ones, by version, in the TensorFlow Serving form.
+ */
+function modelStatus(model: LoadedModel, versions: readonly LoadedModel[], failed: readonly LoadFailure[], shuttingDown: boolean) {
   return {
     name: model.name,
     version: model.version,
@@ -145,7 +155,9 @@ function modelStatus(model: LoadedModel, versions: readonly LoadedModel[], shutt
     createdAt: model.json.createdAt,
     loadedAt: model.loadedAt.toISOString(),
     tasks: model.taskNames,
-    model_version_status: versions.map((version) => versionStatus(version, shuttingDown)),
+    model_version_status: [...versions.map((version) => versionStatus(version, shuttingDown)), ...failed.map(failedStatus)].sort(
+      (a, b) => Number(a.version) - Number(b.version),
+    ),
   };
 }
 

@@ -191,6 +191,20 @@ describe("reload", () => {
       const entry = logs.find((log) => log.msg.startsWith("model version failed to load"));
       expect(entry).toMatchObject({ level: "error", model: "ple", version: 2 });
 
+      // Asked for by version, the failed version answers 503 with its error; the status lists it as END.
+      const named = await request(app).post("/v2/models/ple/versions/2/infer").send(inferBody());
+      expect(named.status).toBe(503);
+      expect(named.body.error).toBe(
+        "version 2 of model \"ple\" failed to load; the loaded versions are 1. " +
+          "The server's log has the error; fix or replace the version's files, and the server retries when they change",
+      );
+      const status = await request(app).get("/v1/models/ple");
+      expect(status.body.model_version_status.map((v: { version: string; state: string }) => [v.version, v.state])).toEqual([
+        ["1", "AVAILABLE"],
+        ["2", "END"],
+      ]);
+      expect(status.body.model_version_status[1].status).toEqual({ error_code: "UNKNOWN", error_message: "failed to load; the server's log has the error" });
+
       // The same files are not loaded again, so the counter does not grow with each scan.
       await repository.reload();
       expect(await metricValue(metrics, 'onnxrec_model_load_failures_total{model="ple"}')).toBe(1);
@@ -200,6 +214,23 @@ describe("reload", () => {
       const fixed = await repository.reload();
       expect(fixed.loaded).toEqual([{ name: "ple", version: 2 }]);
       expect(repository.get("ple")!.version).toBe(2);
+    } finally {
+      await repository.close();
+    }
+  });
+
+  it("answers 503 with the error for a model none of whose versions loaded", async () => {
+    const root = await emptyRepository();
+    await addVersion(root, "ple", 1, modelDir);
+    await addBrokenVersion(root, "broken", 1);
+    const repository = await ModelRepository.open(root, { logger: silentLogger });
+    const app = createApp(repository, { logger: silentLogger });
+    try {
+      const res = await request(app).post("/v2/models/broken/infer").send(inferBody());
+      expect(res.status).toBe(503);
+      expect(res.body.error).toMatch(/^version 1 of model "broken" failed to load; no version of it is loaded\. The server's log has the error/);
+      const unknown = await request(app).post("/v2/models/nothing/infer").send(inferBody());
+      expect(unknown.status).toBe(404);
     } finally {
       await repository.close();
     }
