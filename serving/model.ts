@@ -205,8 +205,11 @@ export class LoadedModel {
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const name = options.name ?? basename(resolve(dir));
   if (!VALID_MODEL_NAME.test(name)) {
+    const rule = 'use letters, digits, ".", "_" and "-" only';
     throw new Error(
-      `invalid model name ${JSON.stringify(name)}: use letters, digits, ".", "_" and "-" only, or pass a name explicitly`,
+      options.name === undefined
+        ? `the folder name ${JSON.stringify(name)} is not a valid model name (${rule}); give the model a name of its own`
+        : `invalid model name ${JSON.stringify(name)}: ${rule}`,
     );
   }
   const loaded = await loadModelDir(dir);

@@ -255,9 +255,17 @@ function parseDecimal(text: string): number | null | undefined {
 }
 
 function listColumns(columns: readonly string[]): string {
-  const listed = columns.slice(0, MAX_LISTED_COLUMNS).join(", ");
+  const listed = columns.slice(0, MAX_LISTED_COLUMNS).map(printableName).join(", ");
   const omitted = columns.length - MAX_LISTED_COLUMNS;
-  return omitted > 0 ? `${listed}, ... (${omitted} more)` : listed;
+  const text = omitted > 0 ? `${listed}, ... (${omitted} more)` : listed;
+  const separator = columns.length === 1 ? [";", "\t", "|"].find((s) => columns[0].includes(s)) : undefined;
+  return separator === undefined ? text : `${text} (one column: is the file separated by ${JSON.stringify(separator)} rather than commas?)`;
+}
+
+/** A column name as printed in an error: control characters escaped, and at most 60 characters. */
+function printableName(name: string): string {
+  const escaped = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return escaped.length > 60 ? `${escaped.slice(0, 57)}...` : escaped;
 }
 
 function resolveHeader(path: string, header: readonly string[], plan: ColumnPlan): Map<string, number> {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { cp } from "node:fs/promises";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import request from "supertest";
@@ -6,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Session, tensor } from "../../runtime/node.js";
 import { type LoadedModel, type LogEntry, createApp, loadModel, silentLogger } from "../../serving/app.js";
 import type { EncodedRows } from "../../training/features.js";
-import { DENSE_COLUMNS, SAMPLE_DIR, SPARSE_COLUMNS, trainTinyModel } from "../fixtures/aliccp.js";
+import { DENSE_COLUMNS, SAMPLE_DIR, SPARSE_COLUMNS, temporaryDir, trainTinyModel } from "../fixtures/aliccp.js";
 
 type Row = Record<string, string | number | null>;
 type Scores = { ctr: number; cvr: number };
@@ -373,7 +374,15 @@ describe("routes", () => {
   });
 
   it("rejects model name with colon", async () => {
-    await expect(loadModel(model.dir, { name: "a:b" })).rejects.toThrow(/invalid model name "a:b"/);
+    await expect(loadModel(model.dir, { name: "a:b" })).rejects.toThrow('invalid model name "a:b": use letters, digits, ".", "_" and "-" only');
+  });
+
+  it("asks for a name when the folder's name is not a valid model name", async () => {
+    const dir = join(await temporaryDir("onnxrec-name-"), "my model");
+    await cp(model.dir, dir, { recursive: true });
+    await expect(loadModel(dir)).rejects.toThrow(
+      'the folder name "my model" is not a valid model name (use letters, digits, ".", "_" and "-" only); give the model a name of its own',
+    );
   });
 
   it("reports health", async () => {

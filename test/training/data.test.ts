@@ -341,6 +341,17 @@ describe("prepareData errors", () => {
     );
   });
 
+  it("escapes control characters in column names and asks about the separator of a one-column header", async () => {
+    const semicolons = await writeCsv("train.csv", "color;size;click\nred;1;0\n");
+    await expect(prepareData({ source: { csv: semicolons }, features: SMALL_FEATURES, labels: SMALL_LABELS, outDir: join(dir, "out") })).rejects.toThrow(
+      `columns present: color;size;click (one column: is the file separated by ";" rather than commas?)`,
+    );
+    const binary = await writeCsv("train.csv", "co\u0001lor,\u001b[31mred\n1,2\n");
+    await expect(prepareData({ source: { csv: binary }, features: SMALL_FEATURES, labels: SMALL_LABELS, outDir: join(dir, "out") })).rejects.toThrow(
+      "columns present: co\\u0001lor, \\u001b[31mred",
+    );
+  });
+
   it("names the line of a bad label", async () => {
     const train = await writeCsv("train.csv", "color,size,click\nred,1,0\nred,1,yes\n");
     await expect(
