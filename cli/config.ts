@@ -301,20 +301,27 @@ function esmmFeatureProblems(user: readonly string[], item: readonly string[], f
 
 /** Validates a parsed config; `path` names it in errors and anchors relative paths. */
 export function parseConfig(raw: unknown, path: string): Config {
-  const result = configSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(`invalid config ${path}:\n${formatIssues(result.error, raw)}`);
-  const c = result.data;
   const problems: string[] = [];
-  const specs = <T>(parse: (value: unknown) => T, value: unknown): T => {
+  // The feature and label problems are listed with the schema's, so that one run shows them all.
+  // A field that is not a non-empty array is left to the schema.
+  const specs = <T>(key: string, parse: (value: unknown) => T[]): T[] => {
+    const value = valueAt(raw, [key]);
+    if (!Array.isArray(value) || value.length === 0) return [];
     try {
       return parse(value);
     } catch (error) {
       problems.push(...(error as Error).message.split("\n"));
-      return [] as T;
+      return [];
     }
   };
-  const features: FeatureSpec[] = specs(parseFeatureSpecs, c.features);
-  const labels: LabelSpec[] = specs(parseLabelSpecs, c.labels);
+  const features: FeatureSpec[] = specs("features", parseFeatureSpecs);
+  const labels: LabelSpec[] = specs("labels", parseLabelSpecs);
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const lines = [formatIssues(result.error, raw), ...problems.map((line) => `  ${line}`)];
+    throw new ConfigError(`invalid config ${path}:\n${lines.join("\n")}`);
+  }
+  const c = result.data;
   if (problems.length === 1) throw new ConfigError(`invalid config ${path}: ${problems[0]}`);
   if (problems.length > 1) throw new ConfigError(`invalid config ${path}:\n${problems.map((line) => `  ${line}`).join("\n")}`);
   const taskCount = taskCountOf(c.model);

@@ -143,6 +143,23 @@ describe("config validation", () => {
     ]);
   });
 
+  it("lists feature problems beside the schema's, in one error", () => {
+    const config = sampleConfig("/tmp/x");
+    const bad = { ...config, features: [{ kind: "sparse", name: "a", embedDim: 0 }], trainer: { nEpoch: "ten" } };
+    let message = "";
+    try {
+      parseConfig(bad, "c.json");
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message.split("\n")).toEqual([
+      "invalid config c.json:",
+      '  trainer.nEpoch: expected an integer, received "ten"',
+      '  Invalid feature "a": expected "embedDim" to be a positive integer, got 0',
+    ]);
+    expect(() => parseConfig({ ...config, features: [] }, "c.json")).toThrow(/^invalid config c\.json:\n  features: expected an array with at least 1 item, received \[\]$/);
+  });
+
   it("rejects split ratios that do not sum to 1, naming data.split", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, data: { csv: "all.csv", split: [0.5, 0.3, 0.3], preparedDir: "p" } };
