@@ -27,6 +27,16 @@ export function streamSeed(seed: number, stream: number): number {
   return (z ^ (z >>> 16)) >>> 0;
 }
 
+/** Stream numbers of a training run's generators, one per use of the run's seed. */
+export const STREAMS = {
+  /** Uniform initialisation of the weights. */
+  initUniform: 1,
+  /** Normal initialisation of the weights and embedding tables. */
+  initNormal: 2,
+  /** The data loader's shuffles: epoch e shuffles with streamSeed(streamSeed(seed, shuffle), e). */
+  shuffle: 3,
+} as const;
+
 /** Returns a generator of standard normal numbers (Box-Muller on a uniform generator). */
 export function normalGenerator(seed: number): () => number {
   const uniform = uniformGenerator(seed);

@@ -4,6 +4,7 @@
  */
 import type { MultiTaskModel } from "../graph/models/model.js";
 import { denseFeatures, sparseFeatures } from "../graph/programs.js";
+import { STREAMS, streamSeed } from "../graph/random.js";
 import type { ArrowDataset, Batch, BatchOptions } from "./data.js";
 import type { ModelBatch } from "./program.js";
 
@@ -11,7 +12,11 @@ export interface LoaderOptions {
   batchSize: number;
   /** Shuffle rows each epoch. Default false. */
   shuffle?: boolean;
-  /** Base seed of the shuffles; epoch e uses seed + e. Default 0. */
+  /**
+   * Seed of the shuffles. Each epoch's shuffle seed is hashed from it and the
+   * epoch (STREAMS.shuffle), so runs whose seeds differ by one share no epoch's
+   * order. Default 0.
+   */
   seed?: number;
   dropLast?: boolean;
 }
@@ -23,6 +28,9 @@ export class DataLoader {
   ) {
     if (!Number.isInteger(options.batchSize) || options.batchSize <= 0) {
       throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${JSON.stringify(options.batchSize)}`);
+    }
+    if (options.seed !== undefined && !Number.isSafeInteger(options.seed)) {
+      throw new RangeError(`DataLoader: seed must be an integer, got ${JSON.stringify(options.seed)}`);
     }
   }
 
@@ -47,7 +55,7 @@ export class DataLoader {
     return {
       batchSize: this.options.batchSize,
       shuffle: this.options.shuffle ?? false,
-      seed: (this.options.seed ?? 0) + epoch,
+      seed: streamSeed(streamSeed(this.options.seed ?? 0, STREAMS.shuffle), epoch),
       dropLast: this.options.dropLast,
     };
   }

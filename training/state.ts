@@ -5,12 +5,8 @@
  */
 import type { ParameterSpec } from "../graph/layers/context.js";
 import type { SparseFeature } from "../graph/models/features.js";
-import { type Init, fill, normalGenerator, streamSeed, uniformGenerator } from "../graph/random.js";
+import { type Init, STREAMS, fill, normalGenerator, streamSeed, uniformGenerator } from "../graph/random.js";
 import { type DropoutState, dropoutState } from "./dropout.js";
-
-/** Stream numbers of the initialisation's generators; the data loader seeds its shuffles with the seed itself. */
-const INIT_UNIFORM_STREAM = 1;
-const INIT_NORMAL_STREAM = 2;
 
 export interface TrainingState {
   params: Float32Array;
@@ -42,8 +38,8 @@ export function initialState(
   sparse: readonly SparseFeature[],
   seed: number,
 ): TrainingState {
-  const uniform = uniformGenerator(streamSeed(seed, INIT_UNIFORM_STREAM));
-  const normal = normalGenerator(streamSeed(seed, INIT_NORMAL_STREAM));
+  const uniform = uniformGenerator(streamSeed(seed, STREAMS.initUniform));
+  const normal = normalGenerator(streamSeed(seed, STREAMS.initNormal));
   const params = new Float32Array(totalParameters);
   for (const spec of parameters) fill(params.subarray(spec.offset, spec.offset + spec.size), spec.init, uniform, normal);
   const normSize = normChannels.reduce((a, c) => a + 2 * c, 0);

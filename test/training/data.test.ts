@@ -563,6 +563,24 @@ describe("ArrowDataset.batches", () => {
     expect(new DataLoader(dataset, { batchSize: 16 }).rowOrder(0)).toBeNull();
   });
 
+  it("shares no epoch's order between loaders whose seeds differ by one", async () => {
+    const { outDir } = await prepareSmall(100);
+    const dataset = await ArrowDataset.open(join(outDir, "train.arrow"));
+    const orders = (seed: number) => {
+      const loader = new DataLoader(dataset, { batchSize: 16, shuffle: true, seed });
+      return [0, 1, 2, 3].map((epoch) => loader.rowOrder(epoch)!.join(","));
+    };
+    const three = orders(3);
+    for (const order of orders(4)) expect(three).not.toContain(order);
+    expect(orders(3)).toEqual(three);
+  });
+
+  it("rejects a loader seed that is not an integer", async () => {
+    const { outDir } = await prepareSmall(10);
+    const dataset = await ArrowDataset.open(join(outDir, "train.arrow"));
+    expect(() => new DataLoader(dataset, { batchSize: 4, shuffle: true, seed: 1.5 })).toThrow("DataLoader: seed must be an integer, got 1.5");
+  });
+
   it("requires a seed to shuffle", async () => {
     const { outDir } = await prepareSmall(10);
     const dataset = await ArrowDataset.open(join(outDir, "train.arrow"));

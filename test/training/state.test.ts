@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SparseFeature } from "../../graph/models/features.js";
-import { streamSeed, uniformGenerator } from "../../graph/random.js";
+import { STREAMS, streamSeed, uniformGenerator } from "../../graph/random.js";
 import { initialState } from "../../training/state.js";
 
 const weight = { name: "w", shape: [40, 50], init: { kind: "uniform" as const, bound: 1 }, group: "dense" as const, offset: 0, size: 2000 };
@@ -32,5 +32,15 @@ describe("streamSeed", () => {
     for (let run = 0; run < 100; run++) for (let stream = 0; stream < 4; stream++) seeds.add(streamSeed(run, stream));
     expect(seeds.size).toBe(400);
     for (const value of seeds) expect(value >>> 0).toBe(value);
+  });
+
+  it("gives a run's init and the shuffles of its first epochs distinct seeds, across runs too", () => {
+    const seeds = new Set<number>();
+    for (let run = 0; run < 100; run++) {
+      seeds.add(streamSeed(run, STREAMS.initUniform));
+      seeds.add(streamSeed(run, STREAMS.initNormal));
+      for (let epoch = 0; epoch < 10; epoch++) seeds.add(streamSeed(streamSeed(run, STREAMS.shuffle), epoch));
+    }
+    expect(seeds.size).toBe(1200);
   });
 });
