@@ -77,7 +77,7 @@ describe("MTLTrainer runs", () => {
   });
 
   it("keeps the last epoch's weights with restoreBest never", async () => {
-    const { trainer, valLoader } = await fitSample(3, { nEpoch: 8, restoreBest: "never" });
+    const { trainer, valLoader } = await fitSample(6, { nEpoch: 8, restoreBest: "never" });
     const last = trainer.history.at(-1)!.valMetric;
     // The last epoch is not the best one here, so restoring would change the scores.
     expect(last.ctr).toBeLessThan(Math.max(...trainer.history.map((e) => e.valMetric.ctr)));
@@ -88,7 +88,7 @@ describe("MTLTrainer runs", () => {
 
   it("keeps the last epoch's weights with restoreBest on-stop when nEpoch ends the run", async () => {
     // Patience 10 never stops an 8-epoch run, so on-stop leaves the last epoch, as torch-rechub's trainer does.
-    const { trainer, valLoader } = await fitSample(3, { nEpoch: 8, restoreBest: "on-stop" });
+    const { trainer, valLoader } = await fitSample(6, { nEpoch: 8, restoreBest: "on-stop" });
     expect(trainer.history.at(-1)!.valMetric.ctr).toBeLessThan(Math.max(...trainer.history.map((e) => e.valMetric.ctr)));
     expect((await trainer.evaluate(valLoader)).ctr).toBe(trainer.history.at(-1)!.valMetric.ctr);
   });
