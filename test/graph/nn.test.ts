@@ -57,6 +57,37 @@ describe("batch normalisation", () => {
     expect(maxRelError).toBeLessThan(1e-5);
   });
 
+  it("keeps dx accurate in float32 when the rows' gradients nearly cancel", async () => {
+    // dy is almost the same in every row, so dx is what is left after its mean and slope are removed,
+    // about 1e-3 of dy. float32 sums over the batch left their rounding in it (relative error 7e-2 here);
+    // float64 sums leave only the rounding of the float32 mean itself (3e-4).
+    const rows = 4096;
+    const graph = new Graph();
+    const x = graph.input("x", "float32", [rows, 2]);
+    const upstream = graph.input("dy", "float32", [rows, 2]);
+    const one = graph.constant("float32", [2], [1, 1]);
+    const zero = graph.constant("float32", [2], [0, 0]);
+    const { y } = op.batchNormTraining(x, one, zero, 1e-5);
+    const [dx] = grad(op.reduceSum(op.mul(y, upstream), null), [x]);
+    const session = await Session.create(emitModel(graph, { outputs: { dx: dx! } }), "batchnorm");
+    const random = mulberry32(5);
+    const xs = Float32Array.from({ length: rows * 2 }, () => 3 + random());
+    const dys = Float32Array.from({ length: rows * 2 }, () => 0.01 * (1 + 1e-3 * (random() - 0.5)));
+    const dxs = (await session.run({ x: tensor(xs, [rows, 2]), dy: tensor(dys, [rows, 2]) })).dx.data as Float32Array;
+    for (let c = 0; c < 2; c++) {
+      const column = (values: Float32Array) => Array.from({ length: rows }, (_, r) => values[r * 2 + c]);
+      const [xc, dyc, dxc] = [column(xs), column(dys), column(dxs)];
+      const mean = xc.reduce((a, b) => a + b) / rows;
+      const variance = xc.reduce((a, b) => a + (b - mean) ** 2, 0) / rows;
+      const s = 1 / Math.sqrt(variance + 1e-5);
+      const meanDy = dyc.reduce((a, b) => a + b) / rows;
+      const slope = (dyc.reduce((a, d, r) => a + d * (xc[r] - mean), 0) * s * s) / rows;
+      const exact = dyc.map((d, r) => s * (d - meanDy - (xc[r] - mean) * slope));
+      const error = Math.sqrt(exact.reduce((a, e, r) => a + (dxc[r] - e) ** 2, 0) / exact.reduce((a, e) => a + e * e, 0));
+      expect(error).toBeLessThan(2e-3);
+    }
+  });
+
   it("normalises each column to zero mean and unit variance", async () => {
     const graph = new Graph();
     const x = graph.input("x", "float64", [8, 3]);
