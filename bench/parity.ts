@@ -20,6 +20,13 @@
  *   has about 1,200 training positives, and one run's CVR AUC moves by
  *   several hundredths from seed to seed in either framework. Only the mean
  *   over many seeds can show a small difference.
+ * - First step (--gradient-seeds): both start from torch-rechub's initial
+ *   weights and take one optimizer step on the same rows with the same
+ *   masks. Adam's first moment, 0.1 times the gradient with weight decay, is
+ *   compared tensor by tensor with the same quantity computed in float64 by
+ *   torch. This needs no AUC and has no noise from training's path: it shows
+ *   whether onnxrec's float32 gradients are as close to the exact ones as
+ *   torch-rechub's.
  * - Initial weights (--init-seeds): onnxrec alone, trained twice per seed
  *   with the same order and masks, once from its own initial weights and
  *   once from torch-rechub's. It tells whether onnxrec's initialisation
@@ -40,12 +47,13 @@ import { runPrepare } from "../cli/train.js";
 import { generateAliCcp } from "../examples/synthetic/aliccp.js";
 import { createModel } from "../graph/models/index.js";
 import { ArrowDataset } from "../training/data.js";
-import { DataLoader } from "../training/loader.js";
+import { ColumnMapping, DataLoader } from "../training/loader.js";
+import { cloneState } from "../training/state.js";
 import { featuresFromEncoder } from "../training/model-dir.js";
 import { MTLTrainer } from "../training/trainer.js";
 import type { SparseFeature } from "../graph/models/features.js";
 import { stepSizes, writeDropoutMasks, writeRowOrders } from "./parity/shared-randomness.js";
-import { loadReferenceWeights } from "./parity/reference-weights.js";
+import { loadReferenceWeights, referenceNames } from "./parity/reference-weights.js";
 
 const options = new Command("bench-parity")
   .requiredOption("--torch-rechub <dir>", "torch-rechub source folder (the one holding torch_rechub/)")
@@ -56,6 +64,7 @@ const options = new Command("bench-parity")
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
   .option("--seeds <list>", "comma-separated seeds of the independent runs; empty skips them", "1,2,3")
   .option("--matched-seeds <list>", "comma-separated seeds of the runs with shared randomness; empty skips them", "1")
+  .option("--gradient-seeds <list>", "comma-separated seeds of one-step gradient comparisons; empty skips them", "")
   .option("--init-seeds <list>", "comma-separated seeds of onnxrec runs from its own and from torch-rechub's initial weights", "")
   .option("--dropout <ratio>", "MLP dropout of the experts and the bottom", (v) => Number.parseFloat(v), 0.2)
   .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
@@ -71,6 +80,7 @@ const options = new Command("bench-parity")
     seeds: string;
     matchedSeeds: string;
     initSeeds: string;
+    gradientSeeds: string;
     out: string;
     dropout: number;
     denseEmbeddingRows?: number;
@@ -83,6 +93,7 @@ const seedList = (list: string) =>
 const seeds = seedList(options.seeds);
 const matchedSeeds = seedList(options.matchedSeeds);
 const initSeeds = seedList(options.initSeeds);
+const gradientSeeds = seedList(options.gradientSeeds);
 
 function mlp(dropout: number) {
   return { dims: [256, 128], dropout };
@@ -123,6 +134,7 @@ const seedOptions = [
   ["--seeds", seeds, options.seeds],
   ["--matched-seeds", matchedSeeds, options.matchedSeeds],
   ["--init-seeds", initSeeds, options.initSeeds],
+  ["--gradient-seeds", gradientSeeds, options.gradientSeeds],
 ] as const;
 for (const [flag, list, given] of seedOptions) {
   if (!list.every(Number.isInteger)) usageError(`${flag} must be comma-separated integers, got "${given}"`);
@@ -205,7 +217,8 @@ interface SharedFiles {
   masks: string;
 }
 
-async function runOurs(run: Run): Promise<RunResult> {
+/** Sets up onnxrec's trainer and loader for `run`, loading torch-rechub's init and writing the shared files where asked. */
+async function setUpOurs(run: Run) {
   const setup = MODELS[run.name];
   const { kind, ...modelOptions } = setup.model(run.dropout);
   const model = createModel(kind, featuresFromEncoder(prepared.encoder), { ...modelOptions, taskTypes: ["classification", "classification"] });
@@ -231,6 +244,11 @@ async function runOurs(run: Run): Promise<RunResult> {
     const steps = stepSizes(loader.rows, loader.options.batchSize);
     await writeDropoutMasks(run.shared.masks, program.dropoutMasks, program.state.dropout, steps, run.nEpoch);
   }
+  return { model, trainer, loader };
+}
+
+async function runOurs(run: Run): Promise<RunResult> {
+  const { trainer, loader } = await setUpOurs(run);
   const started = performance.now();
   await trainer.fit(loader, new DataLoader(splits.val, { batchSize: 8192 }));
   const test = await trainer.evaluate(new DataLoader(splits.test, { batchSize: 8192 }));
@@ -245,8 +263,11 @@ async function runOurs(run: Run): Promise<RunResult> {
   return result;
 }
 
-/** Runs torch-rechub; with `init` "write" it only writes its initial weights to run.init. */
-function runTheirs(run: Run, init: "write" | "read" = "read"): Promise<RunResult> {
+/**
+ * Runs torch-rechub; with `init` "write" it only writes its initial weights
+ * to run.init. `extra` adds to its spec (see rechub_train.py).
+ */
+function runTheirs(run: Run, init: "write" | "read" = "read", extra: Record<string, unknown> = {}): Promise<RunResult> {
   const encoder = prepared.encoder;
   const features = featuresFromEncoder(encoder);
   return runReference({
@@ -266,6 +287,7 @@ function runTheirs(run: Run, init: "write" | "read" = "read"): Promise<RunResult
     model: MODELS[run.name].model(run.dropout),
     ...(run.init === undefined ? {} : { initPath: run.init, init }),
     ...(run.shared === undefined ? {} : { orderPath: run.shared.order, masksPath: run.shared.masks }),
+    ...extra,
   });
 }
 
@@ -375,6 +397,101 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
     print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
   }
 }
+
+/** How far each framework's first-step moment of one tensor is from the float64 value: ||x - exact|| / ||exact||. */
+interface TensorErrors {
+  name: string;
+  ours: number;
+  reference: number;
+}
+
+/**
+ * Takes the first optimizer step in both frameworks from torch-rechub's
+ * initial weights, on the same rows with the same dropout masks, and
+ * compares each tensor's Adam first moment with the float64 value.
+ */
+async function compareFirstStep(run: Run): Promise<TensorErrors[]> {
+  const files: SharedFiles = { order: join(root, `${run.name}-order.u32`), masks: join(root, `${run.name}-masks.bin`) };
+  const shared: Run = { ...run, nEpoch: 1, init: join(root, `${run.name}-initial.f32`), shared: files };
+  await runTheirs(shared, "write");
+  const { model, trainer, loader } = await setUpOurs(shared);
+  const program = await trainer.compile();
+  const first = loader.batches(0).next().value!;
+  await program.trainStep(new ColumnMapping(model, splits.train).apply(first), 1e-3);
+  // torch-rechub's float32 moments after its trainer's step, and the float64 ones, read as onnxrec lays out its weights.
+  const sparse = model.features.filter((f): f is SparseFeature => f.kind === "sparse");
+  const moments = async (float64: boolean) => {
+    const path = join(root, `${run.name}-moments${float64 ? "64" : "32"}.f32`);
+    await runTheirs(shared, "read", { momentsPath: path, steps: 1, float64 });
+    const state = cloneState(program.state);
+    await loadReferenceWeights(path, state, program.parameters, sparse);
+    await Promise.all([path, `${path}.json`].map((file) => rm(file)));
+    return state;
+  };
+  const reference = await moments(false);
+  const exact = await moments(true);
+  const error = (values: Float32Array, exactValues: Float32Array) => {
+    let difference = 0;
+    let norm = 0;
+    for (let i = 0; i < values.length; i++) {
+      difference += (values[i] - exactValues[i]) ** 2;
+      norm += exactValues[i] ** 2;
+    }
+    return Math.sqrt(difference / norm);
+  };
+  const compared = new Set(referenceNames(program.parameters).keys());
+  const errors: TensorErrors[] = program.parameters
+    .filter((spec) => compared.has(spec.name))
+    .map((spec) => {
+      const range = (values: Float32Array) => values.subarray(spec.offset, spec.offset + spec.size);
+      const exactValues = range(exact.params);
+      return { name: spec.name, ours: error(range(program.state.adamM), exactValues), reference: error(range(reference.params), exactValues) };
+    });
+  sparse.forEach((feature, k) =>
+    errors.push({
+      name: `embedding ${feature.name}`,
+      ours: error(program.state.tablesM[k], exact.tables[k]),
+      reference: error(reference.tables[k], exact.tables[k]),
+    }),
+  );
+  await program.release();
+  await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
+  return errors;
+}
+
+/**
+ * Prints, per model and seed, each framework's median and largest tensor
+ * error against float64, and the tensor whose onnxrec error is largest
+ * relative to torch-rechub's.
+ */
+async function printFirstSteps(runSeeds: number[]): Promise<void> {
+  const rows: string[] = [];
+  const e = (value: number) => value.toExponential(1);
+  for (const name of names) {
+    for (const seed of runSeeds) {
+      const errors = await compareFirstStep({ name, seed, dropout: options.dropout, nEpoch: 1, patience: options.patience });
+      const summary = (pick: (t: TensorErrors) => number) => {
+        const sorted = errors.map(pick).sort((a, b) => a - b);
+        return `${e(sorted[Math.floor(sorted.length / 2)])} | ${e(sorted.at(-1)!)}`;
+      };
+      const worst = errors.reduce((a, b) => (b.ours / b.reference > a.ours / a.reference ? b : a));
+      const row =
+        `| ${name} | ${seed} | ${errors.length} | ${summary((t) => t.ours)} | ${summary((t) => t.reference)} | ` +
+        `${(worst.ours / worst.reference).toFixed(1)} (${worst.name}) |`;
+      console.log(row);
+      rows.push(row);
+    }
+  }
+  print("");
+  print("First step: Adam's first moment (0.1 x gradient with weight decay) after one step from torch-rechub's initial weights,");
+  print("on the same rows with the same masks. Each tensor's error is ||x - exact|| / ||exact||, exact being torch in float64.");
+  print("");
+  print("| model | seed | tensors | onnxrec median | onnxrec largest | torch-rechub median | torch-rechub largest | largest ratio onnxrec / torch-rechub (tensor) |");
+  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+  for (const row of rows) print(row);
+}
+
+if (gradientSeeds.length > 0) await printFirstSteps(gradientSeeds);
 
 const comparisons: [string, number[], Mode][] = [
   ["Shared randomness", matchedSeeds, "shared"],

@@ -11,8 +11,14 @@ order, with a JSON index beside them) and stops, so onnxrec can start from
 them. With "init": "read" it loads them back, reads each epoch's rows in
 the order of "orderPath", and makes every Dropout apply the masks of
 "masksPath" in place of its own. onnxrec writes both files (see
-bench/parity/shared-randomness.ts).
+bench/parity/shared-randomness.ts). With "momentsPath" as well, it takes
+"steps" optimizer steps and writes Adam's first moment of every model
+parameter there, in the format of the initial parameters, and stops: after
+one step that is 0.1 times the gradient (weight decay included). With
+"float64" too, it computes that moment of the first batch in float64
+instead, without the trainer, as the exact value both frameworks round.
 """
+import itertools
 import json
 import sys
 import time
@@ -70,9 +76,20 @@ def main():
         masks = SharedMasks(spec["masksPath"])
         masks.install(model)
     adaptive = {"method": "uwl"} if spec["weighting"] == "uwl" else None
+    # The trainer adds UWL's weights to the model; they are not among the parameters compared.
+    model_parameters = [name for name, _ in model.named_parameters()]
     trainer = MTLTrainer(model, task_types=task_types, optimizer_params={"lr": spec["lr"], "weight_decay": spec["weightDecay"]},
                          adaptive_params=adaptive, n_epoch=spec["nEpoch"], earlystop_patience=spec["patience"],
                          device="cpu", model_path=spec["workDir"])
+    if "momentsPath" in spec and spec.get("float64"):
+        write_float64_moments(model, train_dl, spec, model_parameters)
+        print("RESULT " + json.dumps({"parameters": parameters}))
+        return
+    if "momentsPath" in spec:
+        trainer.train_one_epoch(list(itertools.islice(iter(train_dl), spec["steps"])))
+        write_moments(model, trainer.optimizer, model_parameters, spec["momentsPath"])
+        print("RESULT " + json.dumps({"parameters": parameters}))
+        return
     started = time.time()
     log = trainer.fit(train_dl, val_dl)
     seconds = time.time() - started
@@ -87,11 +104,41 @@ def main():
 
 
 def write_parameters(model, path):
+    write_tensors(((name, value.detach()) for name, value in model.named_parameters()), path)
+
+
+def write_moments(model, optimizer, names, path):
+    """Writes Adam's first moment of each parameter in `names` (zeros for a parameter that got no step)."""
+    def moment(value):
+        state = optimizer.state.get(value, {})
+        return state["exp_avg"] if "exp_avg" in state else torch.zeros_like(value)
+    write_tensors(((name, moment(value).detach()) for name, value in model.named_parameters() if name in names), path)
+
+
+def write_float64_moments(model, train_dl, spec, names):
+    """Writes 0.1 * (gradient + weight decay * weight) of the first batch's loss, computed in float64."""
+    model.double()
+    model.train()
+    x_dict, ys = next(iter(train_dl))
+    x_dict = {k: v.double() if v.is_floating_point() else v for k, v in x_dict.items()}
+    y_pred = model(x_dict)
+    losses = [torch.nn.functional.binary_cross_entropy(y_pred[:, i], ys[:, i].double()) for i in range(ys.shape[1])]
+    # torch-rechub's UWL with its weights at 0 (clamped) weighs each loss by 2; without it the losses are averaged.
+    loss = sum(2 * l for l in losses) if spec["weighting"] == "uwl" else sum(losses) / len(losses)
+    model.zero_grad()
+    loss.backward()
+    decay = spec["weightDecay"]
+    write_tensors(((name, (0.1 * (value.grad + decay * value)).detach()) for name, value in model.named_parameters() if name in names),
+                  spec["momentsPath"])
+
+
+def write_tensors(tensors, path):
+    """Writes float32 tensors one after another, with a JSON index of each one's offset and shape."""
     index = {}
     offset = 0
     with open(path, "wb") as out:
-        for name, value in model.named_parameters():
-            data = value.detach().numpy().astype(np.float32)
+        for name, value in tensors:
+            data = value.numpy().astype(np.float32)
             index[name] = {"offset": offset, "shape": list(data.shape)}
             out.write(data.tobytes())
             offset += data.size
