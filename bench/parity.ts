@@ -489,7 +489,7 @@ async function printFirstSteps(runSeeds: number[]): Promise<void> {
   print("First step: Adam's first moment (0.1 x gradient with weight decay) after one step from torch-rechub's initial weights,");
   print("on the same rows with the same masks. Each tensor's error is ||x - exact|| / ||exact||, exact being torch in float64.");
   print("");
-  print(`| model | seed | tensors | onnxrec median | onnxrec largest | torch-rechub median | torch-rechub largest | onnxrec over 10x torch-rechub's and over ${ROUNDING} |`);
+  print(`| model | seed | tensors | onnxrec median | onnxrec largest | torch-rechub median | torch-rechub largest | onnxrec over 10x torch-rechub's and over ${ROUNDING.toExponential()} |`);
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
   for (const row of rows) print(row);
 }
