@@ -375,7 +375,7 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
   print("");
   print(`${title}: test AUC, and epochs run with the kept epoch in brackets.`);
   print("");
-  const pair = (what: string) => `${what} ${first} | ${what} ${second}`;
+  const pair = (column: string) => `${column} ${first} | ${column} ${second}`;
   print(`| model | seed | ${pair("ctr")} | difference | ${pair("cvr")} | difference | ${pair("epochs")} | ${pair("seconds")} |`);
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const row of comparison.rows) print(row);

@@ -54,9 +54,9 @@ export function checkStateFits(sparse: readonly SparseFeature[], denseParameters
     `${tableValues.toLocaleString("en-US")} embedding values`,
     ...(largest === undefined ? [] : [`the largest table "${largest.name}" ${largest.vocabSize} x ${largest.embedDim}`]),
   ];
-  const what = denseParameters === undefined ? "embedding tables" : "weights";
+  const measured = denseParameters === undefined ? "embedding tables" : "weights";
   throw new RangeError(
-    `the model's ${what} and their Adam moments need ${gib(bytes)} (${sizes.join(", ")}), ` +
+    `the model's ${measured} and their Adam moments need ${gib(bytes)} (${sizes.join(", ")}), ` +
       `more than this machine's ${gib(memoryBytes)} of memory; use a smaller embedDim, fewer ids or narrower MLP dims`,
   );
 }

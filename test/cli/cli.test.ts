@@ -11,6 +11,16 @@ import { FEATURES, LABELS, SAMPLE_DIR, temporaryDir } from "../fixtures/aliccp.j
 const run = promisify(execFile);
 const BIN = new URL("../../bin/onnxrec.js", import.meta.url).pathname;
 
+/** Returns the message parseConfig throws for `value`, or "" when it accepts it. */
+function configErrorMessage(value: unknown): string {
+  try {
+    parseConfig(value, "c.json");
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return "";
+}
+
 function sampleConfig(dir: string) {
   return {
     data: {
@@ -47,12 +57,7 @@ describe("config validation", () => {
   it("shows invalid values and expectations", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, trainer: { batchSize: -3, optimizerParams: { lr: "fast" } } };
-    let message = "";
-    try {
-      parseConfig(bad, "c.json");
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = configErrorMessage(bad);
     const lines = message.split("\n");
     expect(lines[0]).toBe("invalid config c.json:");
     expect(lines).toContain("  trainer.batchSize: expected an integer > 0, received -3");
@@ -67,12 +72,7 @@ describe("config validation", () => {
       model: { ...config.model, nLevel: 0, expertParams: { dims: [16, -2] } },
       trainer: { nEpoch: "ten", optimizerParams: { lr: -1, denseEmbeddingRows: -5 } },
     };
-    let message = "";
-    try {
-      parseConfig(bad, "c.json");
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = configErrorMessage(bad);
     const lines = message.split("\n");
     expect(lines).toContain("  model.nLevel: expected an integer > 0, received 0");
     expect(lines).toContain("  model.expertParams.dims[1]: expected an integer > 0, received -2");
@@ -129,12 +129,7 @@ describe("config validation", () => {
       features: [{ kind: "sparse", name: "a", embedDim: 0 }, { kind: "dense", name: "b" }, { kind: "wide", name: "c" }],
       labels: [{ task: "ctr", column: "click", type: "binary" }],
     };
-    let message = "";
-    try {
-      parseConfig(bad, "c.json");
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = configErrorMessage(bad);
     expect(message.split("\n")).toEqual([
       "invalid config c.json:",
       '  Invalid feature "a": expected "embedDim" to be a positive integer, got 0',
@@ -146,12 +141,7 @@ describe("config validation", () => {
   it("lists feature problems beside the schema's, in one error", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, features: [{ kind: "sparse", name: "a", embedDim: 0 }], trainer: { nEpoch: "ten" } };
-    let message = "";
-    try {
-      parseConfig(bad, "c.json");
-    } catch (error) {
-      message = (error as Error).message;
-    }
+    const message = configErrorMessage(bad);
     expect(message.split("\n")).toEqual([
       "invalid config c.json:",
       '  trainer.nEpoch: expected an integer, received "ten"',
@@ -198,21 +188,13 @@ describe("config validation", () => {
       model: { kind: "esmm", userFeatures, itemFeatures, cvrParams: { dims: [4] }, ctrParams: { dims: [4] } },
     });
     const sparse = config.features.filter((f) => f.kind === "sparse").map((f) => f.name);
-    const message = (value: unknown) => {
-      try {
-        parseConfig(value, "c.json");
-      } catch (error) {
-        return (error as Error).message;
-      }
-      return "";
-    };
-    const named = message(esmm(["nope", "101"], ["D508"]));
+    const named = configErrorMessage(esmm(["nope", "101"], ["D508"]));
     expect(named).toContain('  model.userFeatures[0]: "nope" is not a feature; the features are 101, 121,');
     expect(named).toContain('  model.itemFeatures[0]: "D508" is a dense feature; ESMM embeds sparse features only');
-    expect(message(esmm(["101"], ["121"]))).toMatch(/features 122, .*D853: in neither model\.userFeatures nor model\.itemFeatures/);
+    expect(configErrorMessage(esmm(["101"], ["121"]))).toMatch(/features 122, .*D853: in neither model\.userFeatures nor model\.itemFeatures/);
     const sparseOnly = config.features.filter((f) => f.kind === "sparse");
-    expect(message(esmm(sparse.slice(1), sparse.slice(0, 1), sparseOnly))).toContain("list them in the order of features, [101, 121,");
-    expect(message(esmm(sparse.slice(0, 2), sparse.slice(2), sparseOnly))).toBe("");
+    expect(configErrorMessage(esmm(sparse.slice(1), sparse.slice(0, 1), sparseOnly))).toContain("list them in the order of features, [101, 121,");
+    expect(configErrorMessage(esmm(sparse.slice(0, 2), sparse.slice(2), sparseOnly))).toBe("");
   });
 
   it("rejects an early-stopping task that does not exist", () => {
