@@ -29,7 +29,7 @@
  *   torch-rechub's.
  * - Initial weights (--init-seeds): onnxrec alone, trained twice per seed
  *   with the same order and masks, once from its own initial weights and
- *   once from torch-rechub's. It tells whether onnxrec's initialisation
+ *   once from torch-rechub's. It shows whether onnxrec's initialisation
  *   accounts for a difference seen over independent seeds.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
@@ -305,9 +305,9 @@ interface Comparison {
 }
 
 /**
- * How the two runs of a seed differ. "shared" and "independent" train both
- * frameworks (see the header). "init" trains onnxrec twice: from its own
- * initial weights first, then from torch-rechub's.
+ * The kind of comparison a seed's two runs make. "shared" and "independent"
+ * train both frameworks (see the header). "init" trains onnxrec twice, from
+ * its own initial weights first, then from torch-rechub's.
  */
 type Mode = "shared" | "independent" | "init";
 

@@ -35,7 +35,7 @@ const dataSchema = z
     path: ["split"],
   });
 
-/** Whether `split` sums to 1 and gives a positive share to each split that `cut` marks as cut from the data. */
+/** Returns whether `split` sums to 1 and gives a positive share to each split that `cut` marks as cut from the data. */
 function splitIsValid(split: [number, number, number], cut: boolean[]): boolean {
   try {
     parseSplit(split);
@@ -218,8 +218,8 @@ function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /**
- * Whether the config schema has an integer field at `path`, following the union
- * member that `raw`'s discriminator (such as model.kind) picks.
+ * Returns whether the config schema has an integer field at `path`, following
+ * the union member that `raw`'s discriminator (such as model.kind) picks.
  */
 function isIntegerField(path: readonly PropertyKey[], raw: unknown): boolean {
   let schema: z.core.$ZodType | undefined = configSchema;

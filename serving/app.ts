@@ -44,7 +44,7 @@ export interface AppOptions {
   web?: boolean;
   /**
    * Time from the start of a request until its whole body must have arrived,
-   * in milliseconds (default 30 s); a request still sending gets a 408.
+   * in milliseconds (default 30 s). A request still sending then gets a 408.
    */
   requestTimeoutMs?: number;
 }
@@ -108,9 +108,9 @@ export function createApp(source: LoadedModel | ModelRepository, options: AppOpt
 }
 
 /**
- * Answers 408 to a request whose body has not fully arrived `timeoutMs` after
- * it began, and closes its connection: the body parser would otherwise wait
- * on a stalled client for as long as the connection stays open.
+ * Sends a 408 to a request whose body has not fully arrived `timeoutMs` after
+ * it began, and closes its connection. Without it, the body parser waits on a
+ * stalled client for as long as the connection stays open.
  */
 function bodyTimeout(timeoutMs: number): express.RequestHandler {
   return (req, res, next) => {

@@ -183,7 +183,7 @@ function parseFailure(error: Error & { body?: unknown }): string {
       const value: unknown = JSON.parse(error.body);
       return `expected a JSON object, got ${describeValue(value)}`;
     } catch {
-      // Not JSON at all: body-parser's message says where it fails.
+      // The body is not JSON at all, and body-parser's message gives the position of the failure.
     }
   }
   return error.message;

@@ -162,8 +162,8 @@ export class ModelRepository {
   }
 
   /**
-   * Why a version on disk failed to load, or, without `version`, the highest
-   * failed version of a model that has none loaded; undefined otherwise.
+   * Returns the load failure of a version on disk. Without `version`, it
+   * returns the highest failed version of a model that has none loaded.
    */
   loadFailure(name: string, version?: number): LoadFailure | undefined {
     if (version !== undefined) return this.failures.get(versionKey(name, version));

@@ -77,8 +77,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   let server: Server;
   try {
-    // Headers get the request timeout too (Node answers those with a 408 through handleClientErrors);
-    // the app answers a stalled body, and Node's own limit on the whole request stays a backstop.
+    // Node times out slow headers with a 408 through handleClientErrors, and the app times out a stalled body.
+    // Node's own limit on the whole request, twice as long, is a backstop.
     const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     server = createServer(
       { headersTimeout: requestTimeoutMs, requestTimeout: 2 * requestTimeoutMs },

@@ -81,7 +81,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = "checkpoint"): Che
   return { tensors, metadata };
 }
 
-/** Why a write failed, by Node's error code, in words that name `path` rather than the temporary file. */
+/** Causes of failed writes by Node's error code, for messages that name the target path rather than the temporary file. */
 const WRITE_FAILURES: Record<string, string> = {
   EACCES: "permission denied",
   EPERM: "permission denied",

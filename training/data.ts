@@ -262,7 +262,7 @@ function listColumns(columns: readonly string[]): string {
   return separator === undefined ? text : `${text} (one column: is the file separated by ${JSON.stringify(separator)} rather than commas?)`;
 }
 
-/** A column name as printed in an error: control characters escaped, and at most 60 characters. */
+/** Formats a column name for an error message: control characters escaped, and cut to 60 characters. */
 function printableName(name: string): string {
   const escaped = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return escaped.length > 60 ? `${escaped.slice(0, 57)}...` : escaped;

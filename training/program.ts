@@ -37,11 +37,11 @@ export interface ModelBatch {
 }
 
 /**
- * Throws before anything is allocated when the weights and their two Adam
- * moments (float32) alone exceed this machine's memory, naming the sizes, so
- * an oversized embedDim or MLP width fails with a reason rather than an
- * out-of-memory kill or an overflowed ONNX dimension. Without
- * `denseParameters` it checks the embedding tables alone.
+ * Throws, naming the sizes, when the weights and their two Adam moments
+ * (float32) alone exceed this machine's memory. It runs before anything is
+ * allocated, so an oversized embedDim or MLP width fails with a reason
+ * rather than an out-of-memory kill. Without `denseParameters` it checks the
+ * embedding tables alone.
  */
 export function checkStateFits(sparse: readonly SparseFeature[], denseParameters?: number, memoryBytes = totalmem()): void {
   const tableValues = sparse.reduce((a, f) => a + f.vocabSize * f.embedDim, 0);

@@ -65,7 +65,7 @@ describe("config validation", () => {
     expect(lines).toHaveLength(3);
   });
 
-  it("says integer for integer fields, inside models and arrays too", () => {
+  it("names integer fields as integers", () => {
     const config = sampleConfig("/tmp/x") as Record<string, unknown> & { model: Record<string, unknown> };
     const bad = {
       ...config,
@@ -138,7 +138,7 @@ describe("config validation", () => {
     ]);
   });
 
-  it("lists feature problems beside the schema's, in one error", () => {
+  it("lists feature and schema problems together", () => {
     const config = sampleConfig("/tmp/x");
     const bad = { ...config, features: [{ kind: "sparse", name: "a", embedDim: 0 }], trainer: { nEpoch: "ten" } };
     const message = configErrorMessage(bad);
@@ -160,7 +160,7 @@ describe("config validation", () => {
     expect(() => parseConfig(good, "c.json")).not.toThrow();
   });
 
-  it("rejects a split share of 0 for a split cut from the data, and a split that cuts nothing", () => {
+  it("rejects zero and unused split shares", () => {
     const config = sampleConfig("/tmp/x");
     const zeroVal = { ...config, data: { csv: "all.csv", split: [1, 0, 0], preparedDir: "p" } };
     expect(() => parseConfig(zeroVal, "c.json")).toThrow(/data\.split: expected .* above 0 for train and for each split cut from it, received \[1,0,0\]/);
@@ -179,7 +179,7 @@ describe("config validation", () => {
     expect(() => parseConfig(bad, "c.json")).toThrow('  modelDir: expected a string of at least 1 character, received ""');
   });
 
-  it("names ESMM feature lists that do not match the features", () => {
+  it("names mismatched ESMM feature lists", () => {
     const config = sampleConfig("/tmp/x");
     const esmm = (userFeatures: string[], itemFeatures: string[], features = config.features) => ({
       ...config,
@@ -220,7 +220,7 @@ describe("onnxrec train and evaluate", () => {
     expect(scores.cvr).toBeCloseTo(json.metrics.test.auc.cvr, 5);
   });
 
-  it("train rejects a modelDir that is a file before it trains", async () => {
+  it("train rejects a file as modelDir", async () => {
     const dir = await temporaryDir("onnxrec-cli-");
     const file = join(dir, "taken");
     await writeFile(file, "keep me");
@@ -233,7 +233,7 @@ describe("onnxrec train and evaluate", () => {
     expect(await readFile(file, "utf8")).toBe("keep me");
   });
 
-  it("train names a split that the split ratios leave empty", async () => {
+  it("train names an empty split", async () => {
     const dir = await temporaryDir("onnxrec-cli-");
     const raw = { ...sampleConfig(dir), data: { csv: join(SAMPLE_DIR, "ali_ccp_train_sample.csv"), split: [0.98, 0.001, 0.019], preparedDir: join(dir, "prepared") } };
     await expect(runTrain(parseConfig(raw, join(dir, "c.json")), () => {}, { progress: false })).rejects.toThrow(
@@ -241,7 +241,7 @@ describe("onnxrec train and evaluate", () => {
     );
   });
 
-  it("train --resume says when there is nothing to resume or to train, and names a checkpoint of another model", async () => {
+  it("train --resume reports missing, finished and foreign checkpoints", async () => {
     const dir = await temporaryDir("onnxrec-cli-");
     const raw = sampleConfig(dir);
     const lines: string[] = [];

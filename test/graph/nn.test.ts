@@ -57,10 +57,9 @@ describe("batch normalisation", () => {
     expect(maxRelError).toBeLessThan(1e-5);
   });
 
-  it("keeps dx accurate in float32 when the rows' gradients nearly cancel", async () => {
-    // dy is almost the same in every row, so dx is what is left after its mean and slope are removed,
-    // about 1e-3 of dy. float32 sums over the batch left their rounding in it (relative error 7e-2 here);
-    // float64 sums leave only the rounding of the float32 mean itself (3e-4).
+  it("keeps dx accurate under cancellation", async () => {
+    // dy is almost the same in every row, so dx, what is left after its mean and slope are removed, is about 1e-3 of dy.
+    // Float32 sums over the batch gave a relative error of 7e-2 here. Float64 sums leave only the rounding of the mean (3e-4).
     const rows = 4096;
     const graph = new Graph();
     const x = graph.input("x", "float32", [rows, 2]);

@@ -191,7 +191,7 @@ describe("reload", () => {
       const entry = logs.find((log) => log.msg.startsWith("model version failed to load"));
       expect(entry).toMatchObject({ level: "error", model: "ple", version: 2 });
 
-      // Asked for by version, the failed version answers 503 with its error; the status lists it as END.
+      // A request for the failed version gets a 503, and the status lists the version as END.
       const named = await request(app).post("/v2/models/ple/versions/2/infer").send(inferBody());
       expect(named.status).toBe(503);
       expect(named.body.error).toBe(
@@ -219,7 +219,7 @@ describe("reload", () => {
     }
   });
 
-  it("answers 503 with the error for a model none of whose versions loaded", async () => {
+  it("answers 503 for an unloadable model", async () => {
     const root = await emptyRepository();
     await addVersion(root, "ple", 1, modelDir);
     await addBrokenVersion(root, "broken", 1);

@@ -236,7 +236,7 @@ describe("client errors", () => {
     }
   });
 
-  it("answers a body that stops arriving with 408 and still serves the next request", async () => {
+  it("times out a stalled body with 408", async () => {
     const running = await startServer({ modelDir, port: 0, logger: silentLogger, handleSignals: false, requestTimeoutMs: 300 });
     try {
       const path = `/v1/models/${running.model.name}:predict`;

@@ -341,7 +341,7 @@ describe("prepareData errors", () => {
     );
   });
 
-  it("escapes control characters in column names and asks about the separator of a one-column header", async () => {
+  it("escapes column names and hints at separators", async () => {
     const semicolons = await writeCsv("train.csv", "color;size;click\nred;1;0\n");
     await expect(prepareData({ source: { csv: semicolons }, features: SMALL_FEATURES, labels: SMALL_LABELS, outDir: join(dir, "out") })).rejects.toThrow(
       `columns present: color;size;click (one column: is the file separated by ";" rather than commas?)`,
@@ -563,7 +563,7 @@ describe("ArrowDataset.batches", () => {
     expect(new DataLoader(dataset, { batchSize: 16 }).rowOrder(0)).toBeNull();
   });
 
-  it("shares no epoch's order between loaders whose seeds differ by one", async () => {
+  it("shares no order between neighbouring seeds", async () => {
     const { outDir } = await prepareSmall(100);
     const dataset = await ArrowDataset.open(join(outDir, "train.arrow"));
     const orders = (seed: number) => {

@@ -111,7 +111,7 @@ describe("MTLTrainer runs", () => {
     }
   });
 
-  it("refuses a model whose weights and Adam moments exceed the memory, before it allocates them", async () => {
+  it("rejects a model larger than memory", async () => {
     const { MTLTrainer } = await import("../../training/trainer.js");
     const { PLE } = await import("../../graph/models/ple.js");
     const { DenseFeature, SparseFeature } = await import("../../graph/models/features.js");
@@ -133,7 +133,7 @@ describe("MTLTrainer runs", () => {
     );
   });
 
-  it("checks the state's size against the memory it is given", async () => {
+  it("checks state size against given memory", async () => {
     const { checkStateFits } = await import("../../training/program.js");
     const { SparseFeature } = await import("../../graph/models/features.js");
     const table = new SparseFeature("a", { vocabSize: 1000, embedDim: 8 });
