@@ -61,10 +61,13 @@ const options = new Command("bench-parity")
   .option("--rows <n>", "synthetic rows", (v) => Number.parseInt(v, 10), 200_000)
   .option("--epochs <n>", "maximum epochs", (v) => Number.parseInt(v, 10), 10)
   .option("--patience <n>", "early-stopping patience", (v) => Number.parseInt(v, 10), 2)
+  .option("--earlystop-task <name>", "task whose validation AUC early stopping watches: ctr or cvr", "ctr")
   .option("--models <list>", "comma-separated: ple-uwl, ple-equal, mmoe, shared-bottom", "ple-uwl,ple-equal,mmoe,shared-bottom")
   .option("--seeds <list>", "comma-separated seeds of the independent runs; empty skips them", "1,2,3")
   .option("--matched-seeds <list>", "comma-separated seeds of the runs with shared randomness; empty skips them", "1")
   .option("--gradient-seeds <list>", "comma-separated seeds of one-step gradient comparisons; empty skips them", "")
+  .option("--trajectory-seeds <list>", "comma-separated seeds of comparisons of the parameters after --trajectory-steps steps; empty skips them", "")
+  .option("--trajectory-steps <n>", "optimizer steps of the trajectory comparisons; one epoch's by default", (v) => Number.parseInt(v, 10))
   .option("--init-seeds <list>", "comma-separated seeds of onnxrec runs from its own and from torch-rechub's initial weights", "")
   .option("--dropout <ratio>", "MLP dropout of the experts and the bottom", (v) => Number.parseFloat(v), 0.2)
   .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
@@ -76,11 +79,14 @@ const options = new Command("bench-parity")
     rows: number;
     epochs: number;
     patience: number;
+    earlystopTask: string;
     models: string;
     seeds: string;
     matchedSeeds: string;
     initSeeds: string;
     gradientSeeds: string;
+    trajectorySeeds: string;
+    trajectorySteps?: number;
     out: string;
     dropout: number;
     denseEmbeddingRows?: number;
@@ -94,6 +100,7 @@ const seeds = seedList(options.seeds);
 const matchedSeeds = seedList(options.matchedSeeds);
 const initSeeds = seedList(options.initSeeds);
 const gradientSeeds = seedList(options.gradientSeeds);
+const trajectorySeeds = seedList(options.trajectorySeeds);
 
 function mlp(dropout: number) {
   return { dims: [256, 128], dropout };
@@ -135,10 +142,15 @@ const seedOptions = [
   ["--matched-seeds", matchedSeeds, options.matchedSeeds],
   ["--init-seeds", initSeeds, options.initSeeds],
   ["--gradient-seeds", gradientSeeds, options.gradientSeeds],
+  ["--trajectory-seeds", trajectorySeeds, options.trajectorySeeds],
 ] as const;
 for (const [flag, list, given] of seedOptions) {
   if (!list.every(Number.isInteger)) usageError(`${flag} must be comma-separated integers, got "${given}"`);
 }
+
+const TASKS = ["ctr", "cvr"];
+const earlystopTaskid = TASKS.indexOf(options.earlystopTask);
+if (earlystopTaskid < 0) usageError(`--earlystop-task must be one of ${TASKS.join(", ")}, got "${options.earlystopTask}"`);
 
 const root = resolve(options.out);
 const base = await readConfig(new URL("../examples/demo/config.json", import.meta.url).pathname);
@@ -190,12 +202,11 @@ function runReference(spec: Record<string, unknown>): Promise<RunResult> {
   });
 }
 
-const TASKS = ["ctr", "cvr"];
 const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
-/** "epochs run (kept)": the kept epoch is the first with the best task-0 validation AUC. */
+/** "epochs run (kept)": the kept epoch is the first with the best validation AUC of the early-stopping task. */
 function epochs(validation: number[][]): string {
-  const ctr = validation.map((v) => v[0]);
-  return `${validation.length} (${ctr.indexOf(Math.max(...ctr)) + 1})`;
+  const watched = validation.map((v) => v[earlystopTaskid]);
+  return `${validation.length} (${watched.indexOf(Math.max(...watched)) + 1})`;
 }
 
 interface Run {
@@ -228,6 +239,7 @@ async function setUpOurs(run: Run) {
     adaptiveParams: setup.weighting === "uwl" ? { method: "uwl", clamp: true } : { method: "equal" },
     nEpoch: run.nEpoch,
     earlystopPatience: run.patience,
+    earlystopTaskid,
     restoreBest: "on-stop",
     taskNames: TASKS,
     seed: run.seed,
@@ -283,6 +295,7 @@ function runTheirs(run: Run, init: "write" | "read" = "read", extra: Record<stri
     weightDecay: 1e-5,
     nEpoch: run.nEpoch,
     patience: run.patience,
+    earlystopTaskid,
     weighting: MODELS[run.name].weighting,
     model: MODELS[run.name].model(run.dropout),
     ...(run.init === undefined ? {} : { initPath: run.init, init }),
@@ -341,8 +354,6 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
         ours = await runOurs(run);
         reference = await runOurs(fromReference);
       } else {
-        // NOTE: over independent seeds onnxrec's Shared-Bottom CVR AUC averages about 0.01 below torch-rechub's.
-        // The runs with shared randomness agree, onnxrec's own initial weights do as well as torch-rechub's, and the cause is not found.
         ours = await runOurs(run);
         reference = await runTheirs(run);
       }
@@ -398,65 +409,95 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
   }
 }
 
-/** How far each framework's first-step moment of one tensor is from the float64 value: ||x - exact|| / ||exact||. */
+/**
+ * How far each framework's value of one tensor is from the float64 value,
+ * as ||x - exact|| / ||exact - start||: `start` is 0 for Adam's first moment
+ * and the initial weights for the parameters, so a parameter's error is a
+ * share of how far training moved it.
+ */
 interface TensorErrors {
   name: string;
   ours: number;
   reference: number;
 }
 
+/** What a step comparison reads after its steps: Adam's first moment, or the parameters. */
+type Compared = "moments" | "parameters";
+
+interface StepComparison {
+  errors: TensorErrors[];
+  /** Validation AUC per task after the steps: onnxrec, torch-rechub, and torch-rechub in float64. */
+  auc: { ours: number[]; reference: number[]; exact: number[] };
+}
+
 /**
- * Takes the first optimizer step in both frameworks from torch-rechub's
- * initial weights, on the same rows with the same dropout masks, and
- * compares each tensor's Adam first moment with the float64 value.
+ * Takes `steps` optimizer steps in both frameworks from torch-rechub's
+ * initial weights, on the same rows with the same dropout masks, then
+ * compares each tensor's Adam first moment or parameters, and the
+ * validation AUC, with torch-rechub's float64 run of the same steps.
  */
-async function compareFirstStep(run: Run): Promise<TensorErrors[]> {
+async function compareSteps(run: Run, steps: number, compared: Compared): Promise<StepComparison> {
   const files: SharedFiles = { order: join(root, `${run.name}-order.u32`), masks: join(root, `${run.name}-masks.bin`) };
   const shared: Run = { ...run, nEpoch: 1, init: join(root, `${run.name}-initial.f32`), shared: files };
   await runTheirs(shared, "write");
   const { model, trainer, loader } = await setUpOurs(shared);
   const program = await trainer.compile();
-  const first = loader.batches(0).next().value!;
-  await program.trainStep(new ColumnMapping(model, splits.train).apply(first), 1e-3);
-  // torch-rechub's float32 moments after its trainer's step, and the float64 ones, read as onnxrec lays out its weights.
+  const initial = cloneState(program.state);
+  const columns = new ColumnMapping(model, splits.train);
+  let taken = 0;
+  for (const batch of loader.batches(0)) {
+    if (taken++ === steps) break;
+    await program.trainStep(columns.apply(batch), 1e-3);
+  }
+  if (taken < steps) throw new Error(`${steps} steps asked for, but an epoch has ${taken}`);
+  const validation = await trainer.evaluate(new DataLoader(splits.val, { batchSize: 8192 }));
+  // torch-rechub's values after its trainer's steps, in float32 and in float64, read as onnxrec lays out its weights.
   const sparse = model.features.filter((f): f is SparseFeature => f.kind === "sparse");
-  const moments = async (float64: boolean) => {
-    const path = join(root, `${run.name}-moments${float64 ? "64" : "32"}.f32`);
-    await runTheirs(shared, "read", { momentsPath: path, steps: 1, float64 });
+  const referenceRun = async (float64: boolean) => {
+    const path = join(root, `${run.name}-steps${float64 ? "64" : "32"}.f32`);
+    const result = await runTheirs(shared, "read", { stepsPath: path, steps, write: compared, float64 });
     const state = cloneState(program.state);
     await loadReferenceWeights(path, state, program.parameters, sparse);
     await Promise.all([path, `${path}.json`].map((file) => rm(file)));
-    return state;
+    return { state, auc: result.auc };
   };
-  const reference = await moments(false);
-  const exact = await moments(true);
-  const error = (values: Float32Array, exactValues: Float32Array) => {
+  const reference = await referenceRun(false);
+  const exact = await referenceRun(true);
+  const error = (values: Float32Array, exactValues: Float32Array, startValues: Float32Array | undefined) => {
     let difference = 0;
     let norm = 0;
     for (let i = 0; i < values.length; i++) {
       difference += (values[i] - exactValues[i]) ** 2;
-      norm += exactValues[i] ** 2;
+      norm += (exactValues[i] - (startValues?.[i] ?? 0)) ** 2;
     }
     return Math.sqrt(difference / norm);
   };
-  const compared = new Set(referenceNames(program.parameters).keys());
+  // Adam's first moment of the dense parameters and of the tables, or the parameters and tables themselves.
+  const ours = compared === "moments" ? { params: program.state.adamM, tables: program.state.tablesM } : program.state;
+  const start = compared === "moments" ? undefined : initial;
+  const comparedNames = new Set(referenceNames(program.parameters).keys());
   const errors: TensorErrors[] = program.parameters
-    .filter((spec) => compared.has(spec.name))
+    .filter((spec) => comparedNames.has(spec.name))
     .map((spec) => {
       const range = (values: Float32Array) => values.subarray(spec.offset, spec.offset + spec.size);
-      const exactValues = range(exact.params);
-      return { name: spec.name, ours: error(range(program.state.adamM), exactValues), reference: error(range(reference.params), exactValues) };
+      const exactValues = range(exact.state.params);
+      const startValues = start && range(start.params);
+      return {
+        name: spec.name,
+        ours: error(range(ours.params), exactValues, startValues),
+        reference: error(range(reference.state.params), exactValues, startValues),
+      };
     });
   sparse.forEach((feature, k) =>
     errors.push({
       name: `embedding ${feature.name}`,
-      ours: error(program.state.tablesM[k], exact.tables[k]),
-      reference: error(reference.tables[k], exact.tables[k]),
+      ours: error(ours.tables[k], exact.state.tables[k], start?.tables[k]),
+      reference: error(reference.state.tables[k], exact.state.tables[k], start?.tables[k]),
     }),
   );
   await program.release();
   await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
-  return errors;
+  return { errors, auc: { ours: TASKS.map((t) => validation[t]), reference: reference.auc, exact: exact.auc } };
 }
 
 /** Errors under this are float32 rounding, whatever the other framework's error. */
@@ -464,37 +505,51 @@ const ROUNDING = 1e-5;
 
 /**
  * Prints, per model and seed, each framework's median and largest tensor
- * error against float64, and the tensors whose onnxrec error is over ten
- * times torch-rechub's and over ROUNDING.
+ * error against float64, the tensors whose onnxrec error is over ten times
+ * torch-rechub's and over ROUNDING, and, after more than one step, the
+ * validation AUC of the three runs.
  */
-async function printFirstSteps(runSeeds: number[]): Promise<void> {
+async function printStepComparisons(runSeeds: number[], steps: number, compared: Compared): Promise<void> {
   const rows: string[] = [];
   const e = (value: number) => value.toExponential(1);
   for (const name of names) {
     for (const seed of runSeeds) {
-      const errors = await compareFirstStep({ name, seed, dropout: options.dropout, nEpoch: 1, patience: options.patience });
+      const { errors, auc } = await compareSteps({ name, seed, dropout: options.dropout, nEpoch: 1, patience: options.patience }, steps, compared);
       const summary = (pick: (t: TensorErrors) => number) => {
         const sorted = errors.map(pick).sort((a, b) => a - b);
         return `${e(sorted[Math.floor(sorted.length / 2)])} | ${e(sorted.at(-1)!)}`;
       };
       const worse = errors.filter((t) => t.ours > 10 * t.reference && t.ours > ROUNDING).map((t) => t.name);
+      const aucCells = TASKS.map((_, i) => `${auc.ours[i].toFixed(4)} | ${auc.reference[i].toFixed(4)} | ${auc.exact[i].toFixed(4)}`);
       const row =
         `| ${name} | ${seed} | ${errors.length} | ${summary((t) => t.ours)} | ${summary((t) => t.reference)} | ` +
-        `${worse.length === 0 ? "none" : worse.join(", ")} |`;
+        `${worse.length === 0 ? "none" : worse.join(", ")} |${steps > 1 ? ` ${aucCells.join(" | ")} |` : ""}`;
       console.log(row);
       rows.push(row);
     }
   }
+  const aucHeader = TASKS.map((t) => `${t} onnxrec | ${t} torch-rechub | ${t} float64`).join(" | ");
   print("");
-  print("First step: Adam's first moment (0.1 x gradient with weight decay) after one step from torch-rechub's initial weights,");
-  print("on the same rows with the same masks. Each tensor's error is ||x - exact|| / ||exact||, exact being torch in float64.");
+  if (compared === "moments") {
+    print(`Adam's first moment (0.1 x gradient with weight decay) after ${steps} step${steps > 1 ? "s" : ""} from torch-rechub's initial weights,`);
+    print("on the same rows with the same masks. Each tensor's error is ||x - exact|| / ||exact||, exact being torch in float64.");
+  } else {
+    print(`Parameters after ${steps} steps from torch-rechub's initial weights, on the same rows with the same masks.`);
+    print("Each tensor's error is ||x - exact|| / ||exact - initial||, exact being torch in float64; then the validation AUC of the three runs.");
+  }
   print("");
-  print(`| model | seed | tensors | onnxrec median | onnxrec largest | torch-rechub median | torch-rechub largest | onnxrec over 10x torch-rechub's and over ${ROUNDING.toExponential()} |`);
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+  print(
+    `| model | seed | tensors | onnxrec median | onnxrec largest | torch-rechub median | torch-rechub largest | onnxrec over 10x torch-rechub's and over ${ROUNDING.toExponential()} |` +
+      (steps > 1 ? ` ${aucHeader} |` : ""),
+  );
+  print(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |${steps > 1 ? " ---: |".repeat(6) : ""}`);
   for (const row of rows) print(row);
 }
 
-if (gradientSeeds.length > 0) await printFirstSteps(gradientSeeds);
+if (gradientSeeds.length > 0) await printStepComparisons(gradientSeeds, 1, "moments");
+if (trajectorySeeds.length > 0) {
+  await printStepComparisons(trajectorySeeds, options.trajectorySteps ?? Math.ceil(splits.train.length / 2048), "parameters");
+}
 
 const comparisons: [string, number[], Mode][] = [
   ["Shared randomness", matchedSeeds, "shared"],

@@ -11,12 +11,14 @@ order, with a JSON index beside them) and stops, so onnxrec can start from
 them. With "init": "read" it loads them back, reads each epoch's rows in
 the order of "orderPath", and makes every Dropout apply the masks of
 "masksPath" in place of its own. onnxrec writes both files (see
-bench/parity/shared-randomness.ts). With "momentsPath" as well, it takes
-"steps" optimizer steps and writes Adam's first moment of every model
-parameter there, in the format of the initial parameters, and stops: after
-one step that is 0.1 times the gradient (weight decay included). With
-"float64" too, it computes that moment of the first batch in float64
-instead, without the trainer, as the exact value both frameworks round.
+bench/parity/shared-randomness.ts). With "stepsPath" as well, it takes
+"steps" optimizer steps of its trainer, writes either Adam's first moment
+("write": "moments") or the parameters ("write": "parameters") of every
+model parameter there, in the format of the initial parameters, prints the
+validation AUC, and stops. After one step the first moment is 0.1 times the
+gradient (weight decay included). With "float64" too, the model, the
+trainer's loss weights and the batches are cast to float64 first, so the
+steps give the exact values both frameworks round.
 """
 import itertools
 import json
@@ -80,15 +82,22 @@ def main():
     model_parameters = [name for name, _ in model.named_parameters()]
     trainer = MTLTrainer(model, task_types=task_types, optimizer_params={"lr": spec["lr"], "weight_decay": spec["weightDecay"]},
                          adaptive_params=adaptive, n_epoch=spec["nEpoch"], earlystop_patience=spec["patience"],
+                         earlystop_taskid=spec.get("earlystopTaskid", 0),
                          device="cpu", model_path=spec["workDir"])
-    if "momentsPath" in spec and spec.get("float64"):
-        write_float64_moments(model, train_dl, spec, model_parameters)
-        print("RESULT " + json.dumps({"parameters": parameters}))
-        return
-    if "momentsPath" in spec:
+    if "stepsPath" in spec:
+        if spec.get("float64"):
+            model.double()
+            train_dl, val_dl = Float64Batches(train_dl), Float64Batches(val_dl)
+            # The trainer casts the labels to float32, and binary cross entropy needs both sides in one type.
+            trainer.loss_fns = [lambda p, y, f=f: f(p, y.to(p.dtype)) for f in trainer.loss_fns]
         trainer.train_one_epoch(list(itertools.islice(iter(train_dl), spec["steps"])))
-        write_moments(model, trainer.optimizer, model_parameters, spec["momentsPath"])
-        print("RESULT " + json.dumps({"parameters": parameters}))
+        if spec["write"] == "moments":
+            write_moments(model, trainer.optimizer, model_parameters, spec["stepsPath"])
+        else:
+            write_tensors(((name, value.detach()) for name, value in model.named_parameters() if name in model_parameters),
+                          spec["stepsPath"])
+        auc = trainer.evaluate(trainer.model, val_dl)
+        print("RESULT " + json.dumps({"parameters": parameters, "auc": [float(a) for a in auc]}))
         return
     started = time.time()
     log = trainer.fit(train_dl, val_dl)
@@ -115,21 +124,18 @@ def write_moments(model, optimizer, names, path):
     write_tensors(((name, moment(value).detach()) for name, value in model.named_parameters() if name in names), path)
 
 
-def write_float64_moments(model, train_dl, spec, names):
-    """Writes 0.1 * (gradient + weight decay * weight) of the first batch's loss, computed in float64."""
-    model.double()
-    model.train()
-    x_dict, ys = next(iter(train_dl))
-    x_dict = {k: v.double() if v.is_floating_point() else v for k, v in x_dict.items()}
-    y_pred = model(x_dict)
-    losses = [torch.nn.functional.binary_cross_entropy(y_pred[:, i], ys[:, i].double()) for i in range(ys.shape[1])]
-    # torch-rechub's UWL with its weights at 0 (clamped) weighs each loss by 2; without it the losses are averaged.
-    loss = sum(2 * l for l in losses) if spec["weighting"] == "uwl" else sum(losses) / len(losses)
-    model.zero_grad()
-    loss.backward()
-    decay = spec["weightDecay"]
-    write_tensors(((name, (0.1 * (value.grad + decay * value)).detach()) for name, value in model.named_parameters() if name in names),
-                  spec["momentsPath"])
+class Float64Batches:
+    """Passes a data loader's batches on with their floating-point tensors cast to float64."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for x_dict, ys in self.loader:
+            yield {k: v.double() if v.is_floating_point() else v for k, v in x_dict.items()}, ys.double()
 
 
 def write_tensors(tensors, path):
