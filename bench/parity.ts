@@ -6,8 +6,7 @@
  *
  *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
  *
- * Two comparisons, per model and seed, each training both frameworks as
- * configured (dropout, shuffling, early stopping) on the same split:
+ * Five comparisons, per model and seed, on the same split:
  *
  * - Shared randomness (--matched-seeds): onnxrec starts from torch-rechub's
  *   initial weights, and torch-rechub reads the rows in onnxrec's order and
@@ -27,6 +26,12 @@
  *   torch. This needs no AUC and has no noise from training's path: it shows
  *   whether onnxrec's float32 gradients are as close to the exact ones as
  *   torch-rechub's.
+ * - One epoch (--trajectory-seeds): the same start, rows and masks, for an
+ *   epoch's steps (or --trajectory-steps), with torch-rechub run a third
+ *   time in float64. Each tensor's distance from the float64 weights, as a
+ *   share of how far the float64 run moved it, and the validation AUC of the
+ *   three runs are printed. This covers what one step leaves out: Adam's
+ *   update, batch norm's running statistics and UWL's weights.
  * - Initial weights (--init-seeds): onnxrec alone, trained twice per seed
  *   with the same order and masks, once from its own initial weights and
  *   once from torch-rechub's. It shows whether onnxrec's initialisation
@@ -184,6 +189,8 @@ interface RunResult {
   trainLoss: number[][];
   /** Validation AUC per task, per epoch. */
   validation: number[][];
+  /** Each step's task losses, from a step comparison. */
+  stepLosses?: number[][];
 }
 
 function runReference(spec: Record<string, unknown>): Promise<RunResult> {
@@ -421,18 +428,20 @@ interface TensorErrors {
   reference: number;
 }
 
-/** What a step comparison reads after its steps: Adam's first moment, or the parameters. */
+/** The values a step comparison reads after its steps: Adam's first moment, or the parameters. */
 type Compared = "moments" | "parameters";
 
 interface StepComparison {
   errors: TensorErrors[];
+  /** Each step's task losses: onnxrec, torch-rechub, and torch-rechub in float64. */
+  stepLosses: { ours: number[][]; reference: number[][]; exact: number[][] };
   /** Validation AUC per task after the steps: onnxrec, torch-rechub, and torch-rechub in float64. */
   auc: { ours: number[]; reference: number[]; exact: number[] };
 }
 
 /**
  * Takes `steps` optimizer steps in both frameworks from torch-rechub's
- * initial weights, on the same rows with the same dropout masks, then
+ * initial weights, on the same rows with the same dropout masks. Then
  * compares each tensor's Adam first moment or parameters, and the
  * validation AUC, with torch-rechub's float64 run of the same steps.
  */
@@ -444,12 +453,14 @@ async function compareSteps(run: Run, steps: number, compared: Compared): Promis
   const program = await trainer.compile();
   const initial = cloneState(program.state);
   const columns = new ColumnMapping(model, splits.train);
-  let taken = 0;
+  const ourLosses: number[][] = [];
   for (const batch of loader.batches(0)) {
-    if (taken++ === steps) break;
-    await program.trainStep(columns.apply(batch), 1e-3);
+    if (ourLosses.length === steps) break;
+    const result = await program.trainStep(columns.apply(batch), 1e-3);
+    ourLosses.push([...result.taskLosses]);
   }
-  if (taken < steps) throw new Error(`${steps} steps asked for, but an epoch has ${taken}`);
+  const stepsTaken = ourLosses.length;
+  if (stepsTaken < steps) throw new Error(`--trajectory-steps is ${steps}, but an epoch has only ${stepsTaken} steps`);
   const validation = await trainer.evaluate(new DataLoader(splits.val, { batchSize: 8192 }));
   // torch-rechub's values after its trainer's steps, in float32 and in float64, read as onnxrec lays out its weights.
   const sparse = model.features.filter((f): f is SparseFeature => f.kind === "sparse");
@@ -459,7 +470,7 @@ async function compareSteps(run: Run, steps: number, compared: Compared): Promis
     const state = cloneState(program.state);
     await loadReferenceWeights(path, state, program.parameters, sparse);
     await Promise.all([path, `${path}.json`].map((file) => rm(file)));
-    return { state, auc: result.auc };
+    return { state, auc: result.auc, stepLosses: result.stepLosses ?? [] };
   };
   const reference = await referenceRun(false);
   const exact = await referenceRun(true);
@@ -497,7 +508,33 @@ async function compareSteps(run: Run, steps: number, compared: Compared): Promis
   );
   await program.release();
   await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
-  return { errors, auc: { ours: TASKS.map((t) => validation[t]), reference: reference.auc, exact: exact.auc } };
+  return {
+    errors,
+    stepLosses: { ours: ourLosses, reference: reference.stepLosses, exact: exact.stepLosses },
+    auc: { ours: TASKS.map((t) => validation[t]), reference: reference.auc, exact: exact.auc },
+  };
+}
+
+/**
+ * Prints, per task and per block of ten steps, the mean of each float32
+ * run's training loss minus the float64 run's: a framework that learns a
+ * task more slowly shows a positive drift.
+ */
+function printLossDrift(label: string, losses: StepComparison["stepLosses"]): void {
+  const block = 10;
+  TASKS.forEach((task, i) => {
+    const drift = (run: number[][]) => {
+      const means: string[] = [];
+      for (let start = 0; start < run.length; start += block) {
+        const end = Math.min(start + block, run.length);
+        let sum = 0;
+        for (let k = start; k < end; k++) sum += run[k][i] - losses.exact[k][i];
+        means.push((sum / (end - start)).toExponential(1));
+      }
+      return means.join(" ");
+    };
+    console.log(`${label} ${task} loss minus float64's, mean per ${block} steps: onnxrec ${drift(losses.ours)}; torch-rechub ${drift(losses.reference)}`);
+  });
 }
 
 /** Errors under this are float32 rounding, whatever the other framework's error. */
@@ -514,12 +551,15 @@ async function printStepComparisons(runSeeds: number[], steps: number, compared:
   const e = (value: number) => value.toExponential(1);
   for (const name of names) {
     for (const seed of runSeeds) {
-      const { errors, auc } = await compareSteps({ name, seed, dropout: options.dropout, nEpoch: 1, patience: options.patience }, steps, compared);
+      const { errors, auc, stepLosses } = await compareSteps({ name, seed, dropout: options.dropout, nEpoch: 1, patience: options.patience }, steps, compared);
       const summary = (pick: (t: TensorErrors) => number) => {
         const sorted = errors.map(pick).sort((a, b) => a - b);
         return `${e(sorted[Math.floor(sorted.length / 2)])} | ${e(sorted.at(-1)!)}`;
       };
       const worse = errors.filter((t) => t.ours > 10 * t.reference && t.ours > ROUNDING).map((t) => t.name);
+      const byRatio = [...errors].sort((x, y) => y.ours / y.reference - x.ours / x.reference).slice(0, 5);
+      console.log(`${name} seed ${seed}: largest onnxrec / torch-rechub error ratios: ${byRatio.map((t) => `${t.name} ${e(t.ours)} / ${e(t.reference)}`).join(", ")}`);
+      if (steps > 1) printLossDrift(`${name} seed ${seed}`, stepLosses);
       const aucCells = TASKS.map((_, i) => `${auc.ours[i].toFixed(4)} | ${auc.reference[i].toFixed(4)} | ${auc.exact[i].toFixed(4)}`);
       const row =
         `| ${name} | ${seed} | ${errors.length} | ${summary((t) => t.ours)} | ${summary((t) => t.reference)} | ` +

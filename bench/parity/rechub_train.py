@@ -15,10 +15,11 @@ bench/parity/shared-randomness.ts). With "stepsPath" as well, it takes
 "steps" optimizer steps of its trainer, writes either Adam's first moment
 ("write": "moments") or the parameters ("write": "parameters") of every
 model parameter there, in the format of the initial parameters, prints the
-validation AUC, and stops. After one step the first moment is 0.1 times the
-gradient (weight decay included). With "float64" too, the model, the
-trainer's loss weights and the batches are cast to float64 first, so the
-steps give the exact values both frameworks round.
+validation AUC and each step's task losses, and stops. After one step the
+first moment is 0.1 times the gradient (weight decay included). With
+"float64" too, the model, the trainer's loss weights and the batches are
+cast to float64 first, so the steps give the exact values both frameworks
+round.
 """
 import itertools
 import json
@@ -88,8 +89,17 @@ def main():
         if spec.get("float64"):
             model.double()
             train_dl, val_dl = Float64Batches(train_dl), Float64Batches(val_dl)
+        step_losses = []
+
+        def recording(loss_fn):
             # The trainer casts the labels to float32, and binary cross entropy needs both sides in one type.
-            trainer.loss_fns = [lambda p, y, f=f: f(p, y.to(p.dtype)) for f in trainer.loss_fns]
+            def loss(prediction, target):
+                value = loss_fn(prediction, target.to(prediction.dtype))
+                step_losses.append(value.item())
+                return value
+            return loss
+
+        trainer.loss_fns = [recording(f) for f in trainer.loss_fns]
         trainer.train_one_epoch(list(itertools.islice(iter(train_dl), spec["steps"])))
         if spec["write"] == "moments":
             write_moments(model, trainer.optimizer, model_parameters, spec["stepsPath"])
@@ -97,7 +107,8 @@ def main():
             write_tensors(((name, value.detach()) for name, value in model.named_parameters() if name in model_parameters),
                           spec["stepsPath"])
         auc = trainer.evaluate(trainer.model, val_dl)
-        print("RESULT " + json.dumps({"parameters": parameters, "auc": [float(a) for a in auc]}))
+        losses = [step_losses[i:i + len(labels)] for i in range(0, len(step_losses), len(labels))]
+        print("RESULT " + json.dumps({"parameters": parameters, "auc": [float(a) for a in auc], "stepLosses": losses}))
         return
     started = time.time()
     log = trainer.fit(train_dl, val_dl)
