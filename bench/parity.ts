@@ -235,6 +235,19 @@ interface SharedFiles {
   masks: string;
 }
 
+/** `run` with torch-rechub's initial weights, and onnxrec's row order and dropout masks, shared through files in the output folder. */
+function withSharedRandomness(run: Run): Run {
+  const shared: SharedFiles = { order: join(root, `${run.name}-order.u32`), masks: join(root, `${run.name}-masks.bin`) };
+  return { ...run, init: join(root, `${run.name}-initial.f32`), shared };
+}
+
+/** Removes the row order and mask files of a run with shared randomness. */
+async function removeSharedFiles(run: Run): Promise<void> {
+  if (run.shared === undefined) return;
+  const { order, masks } = run.shared;
+  await Promise.all([order, masks, `${masks}.json`].map((path) => rm(path)));
+}
+
 /** Sets up onnxrec's trainer and loader for `run`, loading torch-rechub's init and writing the shared files where asked. */
 async function setUpOurs(run: Run) {
   const setup = MODELS[run.name];
@@ -347,14 +360,13 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
       let ours: RunResult;
       let reference: RunResult;
       if (mode === "shared") {
-        const files: SharedFiles = { order: join(root, `${name}-order.u32`), masks: join(root, `${name}-masks.bin`) };
-        const shared: Run = { ...run, init: join(root, `${name}-initial.f32`), shared: files };
+        const shared = withSharedRandomness(run);
         // torch-rechub writes its initial weights, and onnxrec trains from them and writes its order and masks.
         // Then torch-rechub trains with all three.
         await runTheirs(shared, "write");
         ours = await runOurs(shared);
         reference = await runTheirs(shared);
-        await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
+        await removeSharedFiles(shared);
       } else if (mode === "init") {
         const fromReference: Run = { ...run, init: join(root, `${name}-initial.f32`) };
         await runTheirs(fromReference, "write");
@@ -446,8 +458,7 @@ interface StepComparison {
  * validation AUC, with torch-rechub's float64 run of the same steps.
  */
 async function compareSteps(run: Run, steps: number, compared: Compared): Promise<StepComparison> {
-  const files: SharedFiles = { order: join(root, `${run.name}-order.u32`), masks: join(root, `${run.name}-masks.bin`) };
-  const shared: Run = { ...run, nEpoch: 1, init: join(root, `${run.name}-initial.f32`), shared: files };
+  const shared = withSharedRandomness({ ...run, nEpoch: 1 });
   await runTheirs(shared, "write");
   const { model, trainer, loader } = await setUpOurs(shared);
   const program = await trainer.compile();
@@ -507,7 +518,7 @@ async function compareSteps(run: Run, steps: number, compared: Compared): Promis
     }),
   );
   await program.release();
-  await Promise.all([files.order, files.masks, `${files.masks}.json`].map((path) => rm(path)));
+  await removeSharedFiles(shared);
   return {
     errors,
     stepLosses: { ours: ourLosses, reference: reference.stepLosses, exact: exact.stepLosses },
