@@ -73,6 +73,7 @@ const options = new Command("bench-parity")
   .option("--gradient-seeds <list>", "comma-separated seeds of one-step gradient comparisons; empty skips them", "")
   .option("--trajectory-seeds <list>", "comma-separated seeds of comparisons of the parameters after --trajectory-steps steps; empty skips them", "")
   .option("--trajectory-steps <n>", "optimizer steps of the trajectory comparisons; one epoch's by default", (v) => Number.parseInt(v, 10))
+  .option("--float64-reference", "train torch-rechub in float64 in the shared-randomness and independent runs")
   .option("--init-seeds <list>", "comma-separated seeds of onnxrec runs from its own and from torch-rechub's initial weights", "")
   .option("--dropout <ratio>", "MLP dropout of the experts and the bottom", (v) => Number.parseFloat(v), 0.2)
   .option("--out <dir>", "folder for the data, the reference's files and report.md", join("data", "parity"))
@@ -92,6 +93,7 @@ const options = new Command("bench-parity")
     gradientSeeds: string;
     trajectorySeeds: string;
     trajectorySteps?: number;
+    float64Reference?: boolean;
     out: string;
     dropout: number;
     denseEmbeddingRows?: number;
@@ -320,6 +322,7 @@ function runTheirs(run: Run, init: "write" | "read" = "read", extra: Record<stri
     model: MODELS[run.name].model(run.dropout),
     ...(run.init === undefined ? {} : { initPath: run.init, init }),
     ...(run.shared === undefined ? {} : { orderPath: run.shared.order, masksPath: run.shared.masks }),
+    float64: options.float64Reference === true,
     ...extra,
   });
 }
@@ -602,9 +605,10 @@ if (trajectorySeeds.length > 0) {
   await printStepComparisons(trajectorySeeds, options.trajectorySteps ?? Math.ceil(splits.train.length / 2048), "parameters");
 }
 
+const float64Title = options.float64Reference ? ", torch-rechub in float64" : "";
 const comparisons: [string, number[], Mode][] = [
-  ["Shared randomness", matchedSeeds, "shared"],
-  ["Independent seeds", seeds, "independent"],
+  [`Shared randomness${float64Title}`, matchedSeeds, "shared"],
+  [`Independent seeds${float64Title}`, seeds, "independent"],
   ["onnxrec from its own and from torch-rechub's initial weights", initSeeds, "init"],
 ];
 for (const [title, runSeeds, mode] of comparisons) {

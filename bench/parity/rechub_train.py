@@ -17,9 +17,9 @@ bench/parity/shared-randomness.ts). With "stepsPath" as well, it takes
 model parameter there, in the format of the initial parameters, prints the
 validation AUC and each step's task losses, and stops. After one step the
 first moment is 0.1 times the gradient (weight decay included). With
-"float64" too, the model, the trainer's loss weights and the batches are
-cast to float64 first, so the steps give the exact values both frameworks
-round.
+"float64", the model, the trainer's loss weights and the batches are cast
+to float64 first, so steps or a whole training run give the values both
+frameworks' float32 runs round.
 """
 import itertools
 import json
@@ -85,21 +85,21 @@ def main():
                          adaptive_params=adaptive, n_epoch=spec["nEpoch"], earlystop_patience=spec["patience"],
                          earlystop_taskid=spec.get("earlystopTaskid", 0),
                          device="cpu", model_path=spec["workDir"])
+    if spec.get("float64"):
+        model.double()
+        train_dl, val_dl, test_dl = (Float64Batches(loader) for loader in (train_dl, val_dl, test_dl))
+    step_losses = []
+
+    def recording(loss_fn):
+        # The trainer casts the labels to float32, and binary cross entropy needs both sides in one type.
+        def loss(prediction, target):
+            value = loss_fn(prediction, target.to(prediction.dtype))
+            step_losses.append(value.item())
+            return value
+        return loss
+
+    trainer.loss_fns = [recording(f) for f in trainer.loss_fns]
     if "stepsPath" in spec:
-        if spec.get("float64"):
-            model.double()
-            train_dl, val_dl = Float64Batches(train_dl), Float64Batches(val_dl)
-        step_losses = []
-
-        def recording(loss_fn):
-            # The trainer casts the labels to float32, and binary cross entropy needs both sides in one type.
-            def loss(prediction, target):
-                value = loss_fn(prediction, target.to(prediction.dtype))
-                step_losses.append(value.item())
-                return value
-            return loss
-
-        trainer.loss_fns = [recording(f) for f in trainer.loss_fns]
         trainer.train_one_epoch(list(itertools.islice(iter(train_dl), spec["steps"])))
         if spec["write"] == "moments":
             write_moments(model, trainer.optimizer, model_parameters, spec["stepsPath"])
