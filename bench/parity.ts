@@ -6,7 +6,7 @@
  *
  *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
  *
- * Five comparisons, per model and seed, on the same split:
+ * Comparisons, per model and seed, on the same split:
  *
  * - Shared randomness (--matched-seeds): onnxrec starts from torch-rechub's
  *   initial weights, and torch-rechub reads the rows in onnxrec's order and
@@ -32,6 +32,9 @@
  *   share of how far the float64 run moved it, and the validation AUC of the
  *   three runs are printed. This covers what one step leaves out: Adam's
  *   update, batch norm's running statistics and UWL's weights.
+ * - Float64 reference (--float64-reference): torch-rechub trains in float64
+ *   in the shared-randomness and independent runs, to show which float32
+ *   run stays nearer the exact computation.
  * - Initial weights (--init-seeds): onnxrec alone, trained twice per seed
  *   with the same order and masks, once from its own initial weights and
  *   once from torch-rechub's. It shows whether onnxrec's initialisation
