@@ -78,8 +78,8 @@ export interface TrainerOptions {
   taskNames?: string[];
   /** Draw a progress bar per epoch. Default true (bars are silent when stdout is not a terminal). */
   progress?: boolean;
-  /** Called after each epoch with its log. */
-  onEpoch?: (log: EpochLog) => void;
+  /** Called after each epoch with its log, before early stopping or the next epoch; a returned promise is awaited. */
+  onEpoch?: (log: EpochLog) => unknown;
 }
 
 /** Per-task values keyed by task name. */
@@ -261,7 +261,7 @@ export class MTLTrainer {
       };
       this.history.push(log);
       if (modelPath) await this.writeCurves(join(modelPath, CURVES_FILE));
-      this.options.onEpoch?.(log);
+      await this.options.onEpoch?.(log);
       if (sinceBest >= this.options.earlystopPatience) break;
     }
     const restore = this.options.restoreBest ?? "always";

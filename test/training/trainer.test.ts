@@ -93,6 +93,32 @@ describe("MTLTrainer runs", () => {
     expect((await trainer.evaluate(valLoader)).ctr).toBe(trainer.history.at(-1)!.valMetric.ctr);
   });
 
+  it("awaits an asynchronous onEpoch before it trains the next epoch", async () => {
+    const { prepareSample, samplePle } = await import("../fixtures/aliccp.js");
+    const { MTLTrainer } = await import("../../training/trainer.js");
+    const { ArrowDataset } = await import("../../training/data.js");
+    const { DataLoader } = await import("../../training/loader.js");
+    const prepared = await prepareSample();
+    const open = (split: string) => ArrowDataset.open(join(prepared.outDir, `${split}.arrow`));
+    const valLoader = new DataLoader(await open("val"), { batchSize: 64 });
+    const seen: number[] = [];
+    const trainer = new MTLTrainer(samplePle(prepared.encoder, 0.3), {
+      nEpoch: 3,
+      progress: false,
+      optimizerParams: { lr: 0.01 },
+      taskNames: ["ctr", "cvr"],
+      seed: 4,
+      onEpoch: async () => {
+        await new Promise((done) => setTimeout(done, 20));
+        seen.push((await trainer.evaluate(valLoader)).ctr);
+      },
+    });
+    await trainer.fit(new DataLoader(await open("train"), { batchSize: 16, shuffle: true, seed: 5 }), valLoader);
+    // Each call scored its own epoch's weights, so the next epoch waited for it.
+    expect(seen).toEqual(trainer.history.map((e) => e.valMetric.ctr));
+    expect(new Set(seen).size).toBe(3);
+  });
+
   it("rejects an unknown restoreBest", async () => {
     const { MTLTrainer } = await import("../../training/trainer.js");
     const { tinyPle } = await import("../fixtures/features.js");
