@@ -194,6 +194,8 @@ interface RunResult {
   trainLoss: number[][];
   /** Validation AUC per task, per epoch. */
   validation: number[][];
+  /** Test AUC per task, per epoch, of each epoch's weights. */
+  testByEpoch: number[][];
   /** Each step's task losses, from a step comparison. */
   stepLosses?: number[][];
 }
@@ -219,6 +221,14 @@ const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
 function epochs(validation: number[][]): string {
   const watched = validation.map((v) => v[earlystopTaskid]);
   return `${validation.length} (${watched.indexOf(Math.max(...watched)) + 1})`;
+}
+
+/** Each task's test AUC at the first epoch with that task's best validation AUC. */
+function atBestValidation(result: RunResult): number[] {
+  return TASKS.map((_, i) => {
+    const validation = result.validation.map((v) => v[i]);
+    return result.testByEpoch[validation.indexOf(Math.max(...validation))][i];
+  });
 }
 
 interface Run {
@@ -253,8 +263,12 @@ async function removeSharedFiles(run: Run): Promise<void> {
   await Promise.all([order, masks, `${masks}.json`].map((path) => rm(path)));
 }
 
-/** Sets up onnxrec's trainer and loader for `run`, loading torch-rechub's init and writing the shared files where asked. */
-async function setUpOurs(run: Run) {
+/**
+ * Sets up onnxrec's trainer and loader for `run`, loading torch-rechub's
+ * init and writing the shared files where asked; `onEpoch` runs after each
+ * epoch.
+ */
+async function setUpOurs(run: Run, onEpoch?: () => Promise<void>) {
   const setup = MODELS[run.name];
   const { kind, ...modelOptions } = setup.model(run.dropout);
   const model = createModel(kind, featuresFromEncoder(prepared.encoder), { ...modelOptions, taskTypes: ["classification", "classification"] });
@@ -268,6 +282,7 @@ async function setUpOurs(run: Run) {
     restoreBest: "on-stop",
     taskNames: TASKS,
     seed: run.seed,
+    onEpoch,
   });
   const loader = new DataLoader(splits.train, { batchSize: 2048, shuffle: true, seed: run.seed });
   if (run.init !== undefined) {
@@ -285,11 +300,17 @@ async function setUpOurs(run: Run) {
 }
 
 async function runOurs(run: Run): Promise<RunResult> {
-  const { trainer, loader } = await setUpOurs(run);
+  const testLoader = new DataLoader(splits.test, { batchSize: 8192 });
+  const testByEpoch: number[][] = [];
+  const { trainer, loader } = await setUpOurs(run, async () => {
+    const scores = await trainer.evaluate(testLoader);
+    testByEpoch.push(TASKS.map((t) => scores[t]));
+  });
   const started = performance.now();
   await trainer.fit(loader, new DataLoader(splits.val, { batchSize: 8192 }));
-  const test = await trainer.evaluate(new DataLoader(splits.test, { batchSize: 8192 }));
+  const test = await trainer.evaluate(testLoader);
   const result: RunResult = {
+    testByEpoch,
     auc: TASKS.map((t) => test[t]),
     parameters: trainer.compiled.parameterCount,
     seconds: (performance.now() - started) / 1000,
@@ -339,8 +360,11 @@ const print = (line = "") => {
 interface Comparison {
   /** One row per run: | model | seed | ... |, for the per-seed table. */
   rows: string[];
-  /** Test AUC per task of each seed's runs, and the parameter counts, by model. */
-  byModel: Map<string, { ours: number[][]; reference: number[][]; parameters: [number, number] }>;
+  /**
+   * By model: test AUC per task of each seed's runs, at the kept epoch and
+   * at each task's best validation epoch, and the parameter counts.
+   */
+  byModel: Map<string, { ours: number[][]; reference: number[][]; oursBest: number[][]; referenceBest: number[][]; parameters: [number, number] }>;
 }
 
 /**
@@ -387,13 +411,23 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
       const epochsRun = Math.max(ours.validation.length, reference.validation.length);
       for (let e = 0; e < epochsRun; e++) {
         const cell = (result: RunResult, i: number) =>
-          e < result.validation.length ? `loss ${result.trainLoss[e][i].toFixed(5)} AUC ${result.validation[e][i].toFixed(4)}` : "(stopped)";
+          e < result.validation.length
+            ? `loss ${result.trainLoss[e][i].toFixed(5)} AUC ${result.validation[e][i].toFixed(4)} test ${result.testByEpoch[e][i].toFixed(4)}`
+            : "(stopped)";
         const cells = TASKS.map((t, i) => `${t} ${cell(ours, i)} / ${cell(reference, i)}`);
         console.log(`${label} epoch ${e + 1} (${first} / ${second}): ${cells.join("; ")}`);
       }
-      const entry = comparison.byModel.get(name) ?? { ours: [], reference: [], parameters: [ours.parameters, reference.parameters] };
+      const entry = comparison.byModel.get(name) ?? {
+        ours: [],
+        reference: [],
+        oursBest: [],
+        referenceBest: [],
+        parameters: [ours.parameters, reference.parameters],
+      };
       entry.ours.push(ours.auc);
       entry.reference.push(reference.auc);
+      entry.oursBest.push(atBestValidation(ours));
+      entry.referenceBest.push(atBestValidation(reference));
       comparison.byModel.set(name, entry);
       const cells = TASKS.map((_, i) => `${ours.auc[i].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${signed(ours.auc[i] - reference.auc[i])}`);
       const row = `| ${name} | ${seed} | ${cells.join(" | ")} | ${epochs(ours.validation)} | ${epochs(reference.validation)} | ${ours.seconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
@@ -415,22 +449,28 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
   print(`| model | seed | ${pair("ctr")} | difference | ${pair("cvr")} | difference | ${pair("epochs")} | ${pair("seconds")} |`);
   print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const row of comparison.rows) print(row);
-  print("");
-  print(`${title}: means over seeds ${runSeeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
-  print("The difference is the mean of the per-seed differences, with its standard error in brackets.");
-  print("");
-  print(`| model | ${pair("parameters")} | ${pair("ctr")} | difference | ${pair("cvr")} | difference |`);
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const [name, entry] of comparison.byModel) {
-    const cells = TASKS.map((_, i) => {
-      const ours = entry.ours.map((a) => a[i]);
-      const reference = entry.reference.map((a) => a[i]);
-      const differences = ours.map((v, k) => v - reference[k]);
-      const standardError = sd(differences) / Math.sqrt(differences.length);
-      return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${signed(mean(differences))} (${standardError.toFixed(4)})`;
-    });
-    const [p, q] = entry.parameters;
-    print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
+  const tables = [
+    ["", "ours", "reference"],
+    [", at each task's best validation epoch rather than the kept one", "oursBest", "referenceBest"],
+  ] as const;
+  for (const [kind, oursKey, referenceKey] of tables) {
+    print("");
+    print(`${title}${kind}: means over seeds ${runSeeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
+    print("The difference is the mean of the per-seed differences, with its standard error in brackets.");
+    print("");
+    print(`| model | ${pair("parameters")} | ${pair("ctr")} | difference | ${pair("cvr")} | difference |`);
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (const [name, entry] of comparison.byModel) {
+      const cells = TASKS.map((_, i) => {
+        const ours = entry[oursKey].map((a) => a[i]);
+        const reference = entry[referenceKey].map((a) => a[i]);
+        const differences = ours.map((v, k) => v - reference[k]);
+        const standardError = sd(differences) / Math.sqrt(differences.length);
+        return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${signed(mean(differences))} (${standardError.toFixed(4)})`;
+      });
+      const [p, q] = entry.parameters;
+      print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
+    }
   }
 }
 

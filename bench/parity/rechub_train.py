@@ -1,4 +1,4 @@
-"""Trains one model with torch-rechub on encoded CSV splits and prints its test AUC as JSON.
+"""Trains one model with torch-rechub on encoded CSV splits and prints its test AUC, after each epoch and at the end, as JSON.
 
 Called by bench/parity.ts, which writes the splits and the feature spec. Run
 with torch-rechub importable (PYTHONPATH pointing at its source) and PyTorch
@@ -32,8 +32,7 @@ import torch
 from torch_rechub.basic.features import DenseFeature, SparseFeature
 from torch_rechub.models.multi_task import MMOE, PLE, SharedBottom
 from torch_rechub.trainers import MTLTrainer
-from torch.utils.data import DataLoader
-from torch_rechub.utils.data import DataGenerator, TorchDataset
+from torch_rechub.utils.data import DataGenerator
 
 
 def main():
@@ -51,9 +50,12 @@ def main():
         return x, frame[labels].values.astype(np.float32)
 
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = (columns(splits[n]) for n in ("train", "val", "test"))
-    train_dl, val_dl, test_dl = DataGenerator(x_train, y_train).generate_dataloader(
+    train_dl, _, _ = DataGenerator(x_train, y_train).generate_dataloader(
         x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test, batch_size=spec["batchSize"]
     )
+    # Evaluation reads the rows in file order, as torch-rechub's loaders do, a batch at a time.
+    val_dl = ArrayBatches(x_val, y_val, SequentialOrder(len(y_val), spec["batchSize"]))
+    test_dl = ArrayBatches(x_test, y_test, SequentialOrder(len(y_test), spec["batchSize"]))
     task_types = ["classification"] * len(labels)
     options = spec["model"]
     if options["kind"] == "ple":
@@ -74,8 +76,7 @@ def main():
             print("RESULT " + json.dumps({"parameters": parameters}))
             return
         read_parameters(model, spec["initPath"])
-        order = SharedOrder(spec["orderPath"], len(y_train), spec["batchSize"])
-        train_dl = DataLoader(TorchDataset(x_train, y_train), batch_sampler=order)
+        train_dl = ArrayBatches(x_train, y_train, SharedOrder(spec["orderPath"], len(y_train), spec["batchSize"]))
         masks = SharedMasks(spec["masksPath"])
         masks.install(model)
     adaptive = {"method": "uwl"} if spec["weighting"] == "uwl" else None
@@ -110,6 +111,17 @@ def main():
         losses = [step_losses[i:i + len(labels)] for i in range(0, len(step_losses), len(labels))]
         print("RESULT " + json.dumps({"parameters": parameters, "auc": [float(a) for a in auc], "stepLosses": losses}))
         return
+    evaluate = trainer.evaluate
+    test_by_epoch = []
+
+    def evaluating(model, loader):
+        # fit scores the validation set once an epoch; the test set is scored with the same weights.
+        scores = evaluate(model, loader)
+        if loader is val_dl:
+            test_by_epoch.append([float(a) for a in evaluate(model, test_dl)])
+        return scores
+
+    trainer.evaluate = evaluating
     started = time.time()
     log = trainer.fit(train_dl, val_dl)
     seconds = time.time() - started
@@ -120,7 +132,8 @@ def main():
     train_loss = [[float(a) for a in epoch[:len(labels)]] for epoch in log]
     validation = [[float(a) for a in epoch[len(labels):]] for epoch in log]
     print("RESULT " + json.dumps({"auc": [float(a) for a in auc], "parameters": parameters, "seconds": seconds,
-                                  "trainLoss": train_loss, "validation": validation}))
+                                  "trainLoss": train_loss, "validation": validation,
+                                  "testByEpoch": test_by_epoch}))
 
 
 def write_parameters(model, path):
@@ -239,7 +252,42 @@ class SharedOrder:
         order = self.orders[self.epoch]
         self.epoch += 1
         for start in range(0, order.size, self.batch_size):
-            yield order[start:start + self.batch_size].tolist()
+            yield order[start:start + self.batch_size]
+
+
+class SequentialOrder:
+    """A batch sampler that reads the rows in file order every epoch."""
+
+    def __init__(self, rows, batch_size):
+        self.rows = rows
+        self.batch_size = batch_size
+
+    def __len__(self):
+        return (self.rows + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        for start in range(0, self.rows, self.batch_size):
+            yield np.arange(start, min(start + self.batch_size, self.rows))
+
+
+class ArrayBatches:
+    """Yields the batches a batch sampler names, gathered from whole columns at once.
+
+    Each batch holds the same tensors, with the same types, as torch's default collation of
+    TorchDataset's rows, without building a dictionary per row.
+    """
+
+    def __init__(self, x, y, sampler):
+        self.x = x
+        self.y = y
+        self.sampler = sampler
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def __iter__(self):
+        for rows in self.sampler:
+            yield {k: torch.from_numpy(v[rows]) for k, v in self.x.items()}, torch.from_numpy(self.y[rows])
 
 
 class MaskedDropout(torch.nn.Module):
