@@ -12,8 +12,8 @@
  *   initial weights, and torch-rechub reads the rows in onnxrec's order and
  *   applies onnxrec's dropout masks (bench/parity/shared-randomness.ts writes
  *   both). The two runs then differ only by float rounding, which grows over
- *   the steps. Each epoch's mean training loss and validation AUC are
- *   printed side by side.
+ *   the steps. Each epoch's mean training loss, validation AUC and test
+ *   AUC are printed side by side.
  * - Independent seeds (--seeds): each framework draws its own
  *   initialisation, order and masks from the seed. On this data the CVR task
  *   has about 1,200 training positives, and one run's CVR AUC moves by
@@ -39,6 +39,11 @@
  *   with the same order and masks, once from its own initial weights and
  *   once from torch-rechub's. It shows whether onnxrec's initialisation
  *   accounts for a difference seen over independent seeds.
+ *
+ * Both frameworks score the test set after every epoch of the shared and
+ * independent runs, so each table of means is printed twice: at the kept
+ * epoch, and at each task's best validation epoch. The seconds of a run
+ * include that scoring.
  *
  * torch-rechub runs under Debian's python3-torch (/usr/bin/python3), with its
  * source on PYTHONPATH; it needs python3-tqdm, python3-sklearn and
@@ -223,7 +228,7 @@ function epochs(validation: number[][]): string {
   return `${validation.length} (${watched.indexOf(Math.max(...watched)) + 1})`;
 }
 
-/** Each task's test AUC at the first epoch with that task's best validation AUC. */
+/** Returns each task's test AUC at the first epoch with that task's best validation AUC. */
 function atBestValidation(result: RunResult): number[] {
   return TASKS.map((_, i) => {
     const validation = result.validation.map((v) => v[i]);

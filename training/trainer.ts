@@ -78,7 +78,7 @@ export interface TrainerOptions {
   taskNames?: string[];
   /** Draw a progress bar per epoch. Default true (bars are silent when stdout is not a terminal). */
   progress?: boolean;
-  /** Called after each epoch with its log, before early stopping or the next epoch; a returned promise is awaited. */
+  /** Called after each epoch with its log, before early stopping or the next epoch. The trainer awaits a returned promise. */
   onEpoch?: (log: EpochLog) => unknown;
 }
 
