@@ -273,7 +273,7 @@ class SequentialOrder:
 class ArrayBatches:
     """Yields the batches a batch sampler names, gathered from whole columns at once.
 
-    Each batch holds the same tensors, with the same types, as torch's default collation of
+    Each batch contains the same tensors, with the same types, as torch's default collation of
     TorchDataset's rows, without building a dictionary per row.
     """
 

@@ -93,7 +93,7 @@ describe("MTLTrainer runs", () => {
     expect((await trainer.evaluate(valLoader)).ctr).toBe(trainer.history.at(-1)!.valMetric.ctr);
   });
 
-  it("awaits an asynchronous onEpoch before it trains the next epoch", async () => {
+  it("awaits an asynchronous onEpoch", async () => {
     const { prepareSample, samplePle } = await import("../fixtures/aliccp.js");
     const { MTLTrainer } = await import("../../training/trainer.js");
     const { ArrowDataset } = await import("../../training/data.js");
