@@ -270,8 +270,8 @@ async function removeSharedFiles(run: Run): Promise<void> {
 
 /**
  * Sets up onnxrec's trainer and loader for `run`, loading torch-rechub's
- * init and writing the shared files where asked; `onEpoch` runs after each
- * epoch.
+ * init and writing the shared files where asked. The trainer calls
+ * `onEpoch` after each epoch.
  */
 async function setUpOurs(run: Run, onEpoch?: () => Promise<void>) {
   const setup = MODELS[run.name];

@@ -115,7 +115,7 @@ def main():
     test_by_epoch = []
 
     def evaluating(model, loader):
-        # fit scores the validation set once an epoch; the test set is scored with the same weights.
+        # fit scores the validation set once an epoch, so the test set is scored here with the same weights.
         scores = evaluate(model, loader)
         if loader is val_dl:
             test_by_epoch.append([float(a) for a in evaluate(model, test_dl)])
