@@ -41,7 +41,7 @@
  *   brand match (702, D702), a shop match (509, D509), a saturating effect of
  *   brand activity D127_14, and shopping level and age effects.
  * - The intercepts are fitted on a pilot sample so that about 9.5% of rows
- *   are clicked and 9% of clicks are purchased.
+ *   are clicked and 9% of clicks (or a rate the caller picks) are purchased.
  * - p_click is the click probability and p_purchase = p_click * P(buy | click)
  *   is the unconditional purchase probability. The labels are drawn from them.
  *
@@ -173,8 +173,8 @@ const FREQUENT_ID_SHARE = 2e-3;
 const ID_EFFECT_SD = 0.3;
 
 const CLICK_RATE_TARGET = 0.095;
-/** Purchases per click. */
-const PURCHASE_RATE_TARGET = 0.09;
+/** Purchases per click, unless the generator is given another. */
+export const DEFAULT_PURCHASE_RATE = 0.09;
 const PILOT_ROWS = 20_000;
 
 // Log-odds coefficients.
@@ -1058,6 +1058,11 @@ function checkRowCount(name: string, rows: number, min: number): void {
   }
 }
 
+export interface GeneratorOptions {
+  /** Share of clicks that are purchased (default 0.09). */
+  purchaseRate?: number;
+}
+
 /**
  * Draws rows for one seed. Features and labels come from separate seeded
  * streams that successive `next` calls continue, so the rows do not depend
@@ -1073,9 +1078,21 @@ export class AliCcpGenerator {
   private readonly featureRandom: Random;
   private readonly labelRandom: Random;
 
-  /** Builds the catalog and the users for `seed`, an integer from 0 to 2^32 - 1. */
-  constructor(readonly seed: number) {
+  /**
+   * Builds the catalog and the users for `seed`, an integer from 0 to 2^32 - 1.
+   * `purchaseRate`, between 0 and 1 exclusive, is the share of clicks that are
+   * purchased. It moves only the purchase intercept: the features and the
+   * clicks are the same at every rate.
+   */
+  constructor(
+    readonly seed: number,
+    options: GeneratorOptions = {},
+  ) {
     checkSeed(seed);
+    const purchaseRate = options.purchaseRate ?? DEFAULT_PURCHASE_RATE;
+    if (!(purchaseRate > 0 && purchaseRate < 1)) {
+      throw new RangeError(`purchaseRate must be a number between 0 and 1 exclusive, got ${purchaseRate}`);
+    }
     const tables = new Random(seed, 1);
     this.catalog = buildCatalog(tables);
     this.population = buildPopulation(this.catalog, tables);
@@ -1087,7 +1104,7 @@ export class AliCcpGenerator {
     const pilot = drawFeatures(this.catalog, this.population, new Random(seed, 4), PILOT_ROWS, false);
     this.clickIntercept = interceptForRate(pilot.clickLogit, undefined, CLICK_RATE_TARGET);
     const pilotClick = pilot.clickLogit.map((logit) => sigmoid(this.clickIntercept + logit));
-    this.buyIntercept = interceptForRate(pilot.buyLogit, pilotClick, PURCHASE_RATE_TARGET);
+    this.buyIntercept = interceptForRate(pilot.buyLogit, pilotClick, purchaseRate);
   }
 
   /** Draws the next `rows` rows. With `withTerms`, also returns the log-odds of each effect group. */
@@ -1124,9 +1141,13 @@ export class AliCcpGenerator {
 }
 
 /** Generates `rows` rows from `seed` in memory. */
-export function generateRows(rows: number, seed: number, options: { withTerms?: boolean } = {}): AliCcpRows {
+export function generateRows(
+  rows: number,
+  seed: number,
+  options: GeneratorOptions & { withTerms?: boolean } = {},
+): AliCcpRows {
   checkRowCount("rows", rows, 0);
-  return new AliCcpGenerator(seed).next(rows, options);
+  return new AliCcpGenerator(seed, options).next(rows, options);
 }
 
 // ---------------------------------------------------------------------------
@@ -1246,7 +1267,7 @@ export function effectBreakdown(rows: AliCcpRows): { full: OracleAucs; without: 
 // ---------------------------------------------------------------------------
 // CSV output
 
-export interface GenerateOptions {
+export interface GenerateOptions extends GeneratorOptions {
   rows: number;
   seed: number;
   outPath: string;
@@ -1285,7 +1306,7 @@ export async function generateAliCcp(options: GenerateOptions): Promise<AliCcpSu
   const blockRows = options.blockRows ?? 16_384;
   checkRowCount("rows", rows, 0);
   checkRowCount("blockRows", blockRows, 1);
-  const generator = new AliCcpGenerator(seed);
+  const generator = new AliCcpGenerator(seed, options);
 
   // Only labels, probabilities and distinct values are kept for the summary.
   const labels: Labels = {

@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from "commander";
 
 import {
+  DEFAULT_PURCHASE_RATE,
   EFFECT_GROUPS,
   SPARSE_COLUMNS,
   effectBreakdown,
@@ -23,11 +24,18 @@ function parseInteger(value: string, max: number): number {
   return parsed;
 }
 
+function parseShare(value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === "" || !(parsed > 0 && parsed < 1)) throw new InvalidArgumentError("expected a number between 0 and 1 exclusive.");
+  return parsed;
+}
+
 const program = new Command()
   .name("generate")
   .description("Write synthetic Ali-CCP-shaped CSV data whose true click and purchase probabilities are known.")
   .option("--rows <count>", "number of rows to write", (value) => parseInteger(value, Number.MAX_SAFE_INTEGER), 200_000)
   .option("--seed <integer>", "random seed, from 0 to 4294967295. The same seed writes the same file", (value) => parseInteger(value, 0xffffffff), 1)
+  .option("--purchase-rate <share>", "share of clicks that are purchased, between 0 and 1", parseShare, DEFAULT_PURCHASE_RATE)
   .option("--out <path>", "output CSV file", "data/synthetic.csv")
   .option(
     "--breakdown",
@@ -35,11 +43,16 @@ const program = new Command()
   )
   .parse();
 
-const options = program.opts<{ rows: number; seed: number; out: string; breakdown?: boolean }>();
+const options = program.opts<{ rows: number; seed: number; purchaseRate: number; out: string; breakdown?: boolean }>();
 
 try {
   const started = performance.now();
-  const summary = await generateAliCcp({ rows: options.rows, seed: options.seed, outPath: options.out });
+  const summary = await generateAliCcp({
+    rows: options.rows,
+    seed: options.seed,
+    purchaseRate: options.purchaseRate,
+    outPath: options.out,
+  });
   const seconds = (performance.now() - started) / 1000;
 
   const percent = (value: number): string => `${(100 * value).toFixed(2)}%`;
@@ -52,7 +65,7 @@ try {
   for (const column of SPARSE_COLUMNS) console.log(`  ${column.padEnd(8)} ${summary.distinctValues[column]}`);
 
   if (options.breakdown) {
-    const breakdown = effectBreakdown(generateRows(options.rows, options.seed, { withTerms: true }));
+    const breakdown = effectBreakdown(generateRows(options.rows, options.seed, { withTerms: true, purchaseRate: options.purchaseRate }));
     const format = (name: string, aucs: OracleAucs): string =>
       `  ${name.padEnd(16)} ${aucs.ctr.toFixed(4)}  ${aucs.cvr.toFixed(4)}  ${aucs.buyGivenClick.toFixed(4)}`;
     console.log("oracle AUC with one effect group removed (ctr, cvr over all rows, purchase given click):");

@@ -214,6 +214,16 @@ describe("generateRows", () => {
     expect(differences(first.pPurchase, second.pPurchase, rows.pPurchase)).toBe(0);
   });
 
+  it("moves only the purchases when given another purchase rate", () => {
+    const often = generateRows(ROWS, SEED, { purchaseRate: 0.35 });
+    const summary = summarize(often);
+    expect(summary.purchaseRate).toBeGreaterThanOrEqual(0.32);
+    expect(summary.purchaseRate).toBeLessThanOrEqual(0.38);
+    expect(Array.from(often.click)).toEqual(Array.from(rows.click));
+    expect(Array.from(often.pClick)).toEqual(Array.from(rows.pClick));
+    for (const column of SPARSE_COLUMNS) expect(Array.from(often.sparse[column]), column).toEqual(Array.from(rows.sparse[column]));
+  });
+
   it("draws different rows for a different seed", () => {
     const other = generateRows(1_000, SEED + 1);
     expect(Array.from(other.sparse["101"])).not.toEqual(Array.from(rows.sparse["101"].subarray(0, 1_000)));
@@ -225,6 +235,12 @@ describe("generateRows", () => {
     expect(() => new AliCcpGenerator(1.5)).toThrow(RangeError);
     expect(() => new AliCcpGenerator(2 ** 32)).toThrow(RangeError);
     expect(() => generateRows(-1, 1)).toThrow(RangeError);
+  });
+
+  it("rejects a purchase rate outside (0, 1) and names it", () => {
+    expect(() => new AliCcpGenerator(SEED, { purchaseRate: 0 })).toThrow(/purchaseRate .* got 0/);
+    expect(() => new AliCcpGenerator(SEED, { purchaseRate: 1 })).toThrow(RangeError);
+    expect(() => new AliCcpGenerator(SEED, { purchaseRate: Number.NaN })).toThrow(RangeError);
   });
 });
 
