@@ -384,7 +384,19 @@ interface Comparison {
    * By model: test AUC per task of each seed's runs, at the kept epoch and
    * at each task's best validation epoch, and the parameter counts.
    */
-  byModel: Map<string, { ours: number[][]; reference: number[][]; oursBest: number[][]; referenceBest: number[][]; parameters: [number, number] }>;
+  byModel: Map<
+    string,
+    {
+      ours: number[][];
+      reference: number[][];
+      oursBest: number[][];
+      referenceBest: number[][];
+      /** Each seed's test AUC per epoch, per task. */
+      oursByEpoch: number[][][];
+      referenceByEpoch: number[][][];
+      parameters: [number, number];
+    }
+  >;
 }
 
 /**
@@ -442,8 +454,12 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
         reference: [],
         oursBest: [],
         referenceBest: [],
+        oursByEpoch: [],
+        referenceByEpoch: [],
         parameters: [ours.parameters, reference.parameters],
       };
+      entry.oursByEpoch.push(ours.testByEpoch);
+      entry.referenceByEpoch.push(reference.testByEpoch);
       entry.ours.push(ours.auc);
       entry.reference.push(reference.auc);
       entry.oursBest.push(atBestValidation(ours));
@@ -462,6 +478,8 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
 function printComparison(title: string, runSeeds: number[], comparison: Comparison, [first, second]: [string, string]): void {
   const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const sd = (values: number[]) => Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / Math.max(values.length - 1, 1));
+  const meanDifference = (differences: number[]) =>
+    `${signed(mean(differences))} (${(sd(differences) / Math.sqrt(differences.length)).toFixed(4)})`;
   print("");
   print(`${title}: test AUC, and epochs run with the kept epoch in brackets.`);
   print("");
@@ -485,11 +503,28 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
         const ours = entry[oursKey].map((a) => a[i]);
         const reference = entry[referenceKey].map((a) => a[i]);
         const differences = ours.map((v, k) => v - reference[k]);
-        const standardError = sd(differences) / Math.sqrt(differences.length);
-        return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${signed(mean(differences))} (${standardError.toFixed(4)})`;
+        return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${meanDifference(differences)}`;
       });
       const [p, q] = entry.parameters;
       print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
+    }
+  }
+
+  // Early stopping may keep different epochs in the two runs of a seed; epoch by epoch, the two runs
+  // differ only by what they compute.
+  print("");
+  print(`${title}, epoch by epoch: the mean of the per-seed differences in test AUC (${first} - ${second}),`);
+  print("over the seeds whose two runs both trained that epoch, with its standard error in brackets.");
+  print("");
+  print(`| model | epoch | seeds | ${TASKS.join(" difference | ")} difference |`);
+  print(`| --- | ---: | ---: |${" ---: |".repeat(TASKS.length)}`);
+  for (const [name, entry] of comparison.byModel) {
+    const epochsRun = Math.max(...entry.oursByEpoch.map((e) => e.length));
+    for (let e = 0; e < epochsRun; e++) {
+      const pairs = entry.oursByEpoch.flatMap((ours, k) => (e < ours.length && e < entry.referenceByEpoch[k].length ? [[ours[e], entry.referenceByEpoch[k][e]]] : []));
+      if (pairs.length === 0) continue;
+      const cells = TASKS.map((_, i) => (pairs.length > 1 ? meanDifference(pairs.map(([a, b]) => a[i] - b[i])) : signed(pairs[0][0][i] - pairs[0][1][i])));
+      print(`| ${name} | ${e + 1} | ${pairs.length} | ${cells.join(" | ")} |`);
     }
   }
 }
