@@ -515,7 +515,7 @@ function printComparison(title: string, runSeeds: number[], comparison: Comparis
     }
   }
 
-  // Early stopping may keep different epochs in the two runs of a seed; epoch by epoch, the two runs
+  // Early stopping may keep different epochs in a seed's two runs. Compared epoch by epoch, the runs
   // differ only by what they compute.
   print("");
   print(`${title}, epoch by epoch: the mean of the per-seed differences in test AUC (${first} - ${second}),`);
