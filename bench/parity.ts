@@ -55,10 +55,11 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { Command, InvalidArgumentError } from "commander";
+import { Command } from "commander";
 import { readConfig } from "../cli/config.js";
 import { runPrepare } from "../cli/train.js";
 import { DEFAULT_PURCHASE_RATE, generateAliCcp } from "../examples/synthetic/aliccp.js";
+import { parsePurchaseRate } from "../examples/synthetic/options.js";
 import { createModel } from "../graph/models/index.js";
 import { ArrowDataset } from "../training/data.js";
 import { ColumnMapping, DataLoader } from "../training/loader.js";
@@ -69,17 +70,11 @@ import type { SparseFeature } from "../graph/models/features.js";
 import { stepSizes, writeDropoutMasks, writeRowOrders } from "./parity/shared-randomness.js";
 import { loadReferenceWeights, referenceNames } from "./parity/reference-weights.js";
 
-function parseShare(value: string): number {
-  const share = Number(value);
-  if (value.trim() === "" || !(share > 0 && share < 1)) throw new InvalidArgumentError("expected a number between 0 and 1 exclusive.");
-  return share;
-}
-
 const options = new Command("bench-parity")
   .requiredOption("--torch-rechub <dir>", "torch-rechub source folder (the one holding torch_rechub/)")
   .option("--python <path>", "Python with PyTorch", "/usr/bin/python3")
   .option("--rows <n>", "synthetic rows", (v) => Number.parseInt(v, 10), 200_000)
-  .option("--purchase-rate <share>", "share of the synthetic clicks that are purchased", parseShare, DEFAULT_PURCHASE_RATE)
+  .option("--purchase-rate <share>", "share of the synthetic clicks that are purchased", parsePurchaseRate, DEFAULT_PURCHASE_RATE)
   .option("--epochs <n>", "maximum epochs", (v) => Number.parseInt(v, 10), 10)
   .option("--patience <n>", "early-stopping patience", (v) => Number.parseInt(v, 10), 2)
   .option("--earlystop-task <name>", "task whose validation AUC early stopping watches: ctr or cvr", "ctr")

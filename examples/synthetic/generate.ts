@@ -15,6 +15,7 @@ import {
   generateRows,
   type OracleAucs,
 } from "./aliccp.ts";
+import { parsePurchaseRate } from "./options.ts";
 
 function parseInteger(value: string, max: number): number {
   const parsed = Number(value);
@@ -24,18 +25,12 @@ function parseInteger(value: string, max: number): number {
   return parsed;
 }
 
-function parseShare(value: string): number {
-  const parsed = Number(value);
-  if (value.trim() === "" || !(parsed > 0 && parsed < 1)) throw new InvalidArgumentError("expected a number between 0 and 1 exclusive.");
-  return parsed;
-}
-
 const program = new Command()
   .name("generate")
   .description("Write synthetic Ali-CCP-shaped CSV data whose true click and purchase probabilities are known.")
   .option("--rows <count>", "number of rows to write", (value) => parseInteger(value, Number.MAX_SAFE_INTEGER), 200_000)
   .option("--seed <integer>", "random seed, from 0 to 4294967295. The same seed writes the same file", (value) => parseInteger(value, 0xffffffff), 1)
-  .option("--purchase-rate <share>", "share of clicks that are purchased, between 0 and 1", parseShare, DEFAULT_PURCHASE_RATE)
+  .option("--purchase-rate <share>", "share of clicks that are purchased, between 0 and 1", parsePurchaseRate, DEFAULT_PURCHASE_RATE)
   .option("--out <path>", "output CSV file", "data/synthetic.csv")
   .option(
     "--breakdown",
