@@ -2,7 +2,7 @@
  * Writes synthetic Ali-CCP-shaped data with known click and purchase
  * probabilities and prints its label rates, oracle AUCs and vocabularies.
  *
- *   npx tsx examples/synthetic/generate.ts --rows 200000 --seed 1 --out data/synthetic.csv
+ *   npx tsx examples/synthetic/generate.ts --rows 200000 --seed 1 [--purchase-rate 0.35] --out data/synthetic.csv
  */
 import { Command, InvalidArgumentError } from "commander";
 
