@@ -214,7 +214,7 @@ describe("generateRows", () => {
     expect(differences(first.pPurchase, second.pPurchase, rows.pPurchase)).toBe(0);
   });
 
-  it("moves only the purchases when given another purchase rate", () => {
+  it("changes only purchases with another purchaseRate", () => {
     const often = generateRows(ROWS, SEED, { purchaseRate: 0.35 });
     const summary = summarize(often);
     expect(summary.purchaseRate).toBeGreaterThanOrEqual(0.32);
@@ -237,7 +237,7 @@ describe("generateRows", () => {
     expect(() => generateRows(-1, 1)).toThrow(RangeError);
   });
 
-  it("rejects a purchase rate outside (0, 1) and names it", () => {
+  it("rejects a purchaseRate outside (0, 1)", () => {
     expect(() => new AliCcpGenerator(SEED, { purchaseRate: 0 })).toThrow(/purchaseRate .* got 0/);
     expect(() => new AliCcpGenerator(SEED, { purchaseRate: 1 })).toThrow(RangeError);
     expect(() => new AliCcpGenerator(SEED, { purchaseRate: Number.NaN })).toThrow(RangeError);
