@@ -6,6 +6,10 @@
  *
  *   npx tsx bench/parity.ts --torch-rechub <path to its source> [--rows 200000] [--seeds 1,2,3]
  *
+ * The shared, independent and init comparisons save their runs as
+ * <out>/shared-runs.json, independent-runs.json and init-runs.json, which
+ * bench/parity-summary.ts joins across bench runs.
+ *
  * Comparisons, per model and seed, on the same split:
  *
  * - Shared randomness (--matched-seeds): onnxrec starts from torch-rechub's
@@ -69,6 +73,8 @@ import { MTLTrainer } from "../training/trainer.js";
 import type { SparseFeature } from "../graph/models/features.js";
 import { stepSizes, writeDropoutMasks, writeRowOrders } from "./parity/shared-randomness.js";
 import { loadReferenceWeights, referenceNames } from "./parity/reference-weights.js";
+import { saveRecords, seedRow, summarize } from "./parity/summary.js";
+import type { ComparisonRecords, RunResult, SeedRecord } from "./parity/summary.js";
 
 const options = new Command("bench-parity")
   .requiredOption("--torch-rechub <dir>", "torch-rechub source folder (the one holding torch_rechub/)")
@@ -194,21 +200,6 @@ const metadataDir = join(root, "python-metadata", "torch_rechub-0.0.0.dist-info"
 await mkdir(metadataDir, { recursive: true });
 await writeFile(join(metadataDir, "METADATA"), "Metadata-Version: 2.1\nName: torch-rechub\nVersion: 0.0.0\n");
 
-interface RunResult {
-  /** Test AUC per task. */
-  auc: number[];
-  parameters: number;
-  seconds: number;
-  /** Mean training loss per task, per epoch. */
-  trainLoss: number[][];
-  /** Validation AUC per task, per epoch. */
-  validation: number[][];
-  /** Test AUC per task, per epoch, of each epoch's weights. */
-  testByEpoch: number[][];
-  /** Each step's task losses, from a step comparison. */
-  stepLosses?: number[][];
-}
-
 function runReference(spec: Record<string, unknown>): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(options.python, [new URL("./parity/rechub_train.py", import.meta.url).pathname, JSON.stringify(spec)], {
@@ -222,21 +213,6 @@ function runReference(spec: Record<string, unknown>): Promise<RunResult> {
       if (code !== 0 || line === undefined) reject(new Error(`torch-rechub run failed with status ${code}; its error is above${output ? `, and its last output:\n${output.slice(-2000)}` : ""}`));
       else resolve(JSON.parse(line.slice("RESULT ".length)));
     });
-  });
-}
-
-const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
-/** "epochs run (kept)": the kept epoch is the first with the best validation AUC of the early-stopping task. */
-function epochs(validation: number[][]): string {
-  const watched = validation.map((v) => v[earlystopTaskid]);
-  return `${validation.length} (${watched.indexOf(Math.max(...watched)) + 1})`;
-}
-
-/** Returns each task's test AUC at the first epoch with that task's best validation AUC. */
-function atBestValidation(result: RunResult): number[] {
-  return TASKS.map((_, i) => {
-    const validation = result.validation.map((v) => v[i]);
-    return result.testByEpoch[validation.indexOf(Math.max(...validation))][i];
   });
 }
 
@@ -377,28 +353,6 @@ for (const [name, dataset] of Object.entries(splits)) {
   print(`- ${name}: ${dataset.length.toLocaleString("en-US")} rows, positives ${positives(dataset)}`);
 }
 
-interface Comparison {
-  /** One row per run: | model | seed | ... |, for the per-seed table. */
-  rows: string[];
-  /**
-   * By model: test AUC per task of each seed's runs, at the kept epoch and
-   * at each task's best validation epoch, and the parameter counts.
-   */
-  byModel: Map<
-    string,
-    {
-      ours: number[][];
-      reference: number[][];
-      oursBest: number[][];
-      referenceBest: number[][];
-      /** Each seed's test AUC per epoch, per task. */
-      oursByEpoch: number[][][];
-      referenceByEpoch: number[][][];
-      parameters: [number, number];
-    }
-  >;
-}
-
 /**
  * The kind of comparison a seed's two runs make. "shared" and "independent"
  * train both frameworks (see the header). "init" trains onnxrec twice, from
@@ -414,8 +368,8 @@ const SIDES: Record<Mode, [string, string]> = {
 };
 
 /** Trains the two runs of every model and seed. */
-async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
-  const comparison: Comparison = { rows: [], byModel: new Map() };
+async function compare(runSeeds: number[], mode: Mode): Promise<SeedRecord[]> {
+  const records: SeedRecord[] = [];
   for (const name of runSeeds.length > 0 ? names : []) {
     for (const seed of runSeeds) {
       const run: Run = { name, seed, dropout: options.dropout, nEpoch: options.epochs, patience: options.patience };
@@ -449,84 +403,13 @@ async function compare(runSeeds: number[], mode: Mode): Promise<Comparison> {
         const cells = TASKS.map((t, i) => `${t} ${cell(ours, i)} / ${cell(reference, i)}`);
         console.log(`${label} epoch ${e + 1} (${first} / ${second}): ${cells.join("; ")}`);
       }
-      const entry = comparison.byModel.get(name) ?? {
-        ours: [],
-        reference: [],
-        oursBest: [],
-        referenceBest: [],
-        oursByEpoch: [],
-        referenceByEpoch: [],
-        parameters: [ours.parameters, reference.parameters],
-      };
-      entry.oursByEpoch.push(ours.testByEpoch);
-      entry.referenceByEpoch.push(reference.testByEpoch);
-      entry.ours.push(ours.auc);
-      entry.reference.push(reference.auc);
-      entry.oursBest.push(atBestValidation(ours));
-      entry.referenceBest.push(atBestValidation(reference));
-      comparison.byModel.set(name, entry);
-      const cells = TASKS.map((_, i) => `${ours.auc[i].toFixed(4)} | ${reference.auc[i].toFixed(4)} | ${signed(ours.auc[i] - reference.auc[i])}`);
-      const row = `| ${name} | ${seed} | ${cells.join(" | ")} | ${epochs(ours.validation)} | ${epochs(reference.validation)} | ${ours.seconds.toFixed(0)} | ${reference.seconds.toFixed(0)} |`;
-      comparison.rows.push(row);
+      const record: SeedRecord = { model: name, seed, ours, reference };
+      records.push(record);
+      const row = seedRow(record, earlystopTaskid);
       console.log(row);
     }
   }
-  return comparison;
-}
-
-/** Prints the per-seed table and the means over seeds, with `first` and `second` as the names of each seed's two runs. */
-function printComparison(title: string, runSeeds: number[], comparison: Comparison, [first, second]: [string, string]): void {
-  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-  const sd = (values: number[]) => Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / Math.max(values.length - 1, 1));
-  const meanDifference = (differences: number[]) =>
-    `${signed(mean(differences))} (${(sd(differences) / Math.sqrt(differences.length)).toFixed(4)})`;
-  print("");
-  print(`${title}: test AUC, and epochs run with the kept epoch in brackets.`);
-  print("");
-  const pair = (column: string) => `${column} ${first} | ${column} ${second}`;
-  print(`| model | seed | ${pair("ctr")} | difference | ${pair("cvr")} | difference | ${pair("epochs")} | ${pair("seconds")} |`);
-  print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-  for (const row of comparison.rows) print(row);
-  const tables = [
-    ["", "ours", "reference"],
-    [", at each task's best validation epoch rather than the kept one", "oursBest", "referenceBest"],
-  ] as const;
-  for (const [kind, oursKey, referenceKey] of tables) {
-    print("");
-    print(`${title}${kind}: means over seeds ${runSeeds.join(", ")}, with the sample standard deviation of one run in brackets.`);
-    print("The difference is the mean of the per-seed differences, with its standard error in brackets.");
-    print("");
-    print(`| model | ${pair("parameters")} | ${pair("ctr")} | difference | ${pair("cvr")} | difference |`);
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (const [name, entry] of comparison.byModel) {
-      const cells = TASKS.map((_, i) => {
-        const ours = entry[oursKey].map((a) => a[i]);
-        const reference = entry[referenceKey].map((a) => a[i]);
-        const differences = ours.map((v, k) => v - reference[k]);
-        return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${meanDifference(differences)}`;
-      });
-      const [p, q] = entry.parameters;
-      print(`| ${name} | ${p.toLocaleString("en-US")} | ${q.toLocaleString("en-US")} | ${cells.join(" | ")} |`);
-    }
-  }
-
-  // Early stopping may keep different epochs in a seed's two runs. Compared epoch by epoch, the runs
-  // differ only by what they compute.
-  print("");
-  print(`${title}, epoch by epoch: the mean of the per-seed differences in test AUC (${first} - ${second}),`);
-  print("over the seeds whose two runs both trained that epoch, with its standard error in brackets.");
-  print("");
-  print(`| model | epoch | seeds | ${TASKS.join(" difference | ")} difference |`);
-  print(`| --- | ---: | ---: |${" ---: |".repeat(TASKS.length)}`);
-  for (const [name, entry] of comparison.byModel) {
-    const epochsRun = Math.max(...entry.oursByEpoch.map((e) => e.length));
-    for (let e = 0; e < epochsRun; e++) {
-      const pairs = entry.oursByEpoch.flatMap((ours, k) => (e < ours.length && e < entry.referenceByEpoch[k].length ? [[ours[e], entry.referenceByEpoch[k][e]]] : []));
-      if (pairs.length === 0) continue;
-      const cells = TASKS.map((_, i) => (pairs.length > 1 ? meanDifference(pairs.map(([a, b]) => a[i] - b[i])) : signed(pairs[0][0][i] - pairs[0][1][i])));
-      print(`| ${name} | ${e + 1} | ${pairs.length} | ${cells.join(" | ")} |`);
-    }
-  }
+  return records;
 }
 
 /**
@@ -710,7 +593,10 @@ const comparisons: [string, number[], Mode][] = [
   ["onnxrec from its own and from torch-rechub's initial weights", initSeeds, "init"],
 ];
 for (const [title, runSeeds, mode] of comparisons) {
-  if (runSeeds.length > 0) printComparison(title, runSeeds, await compare(runSeeds, mode), SIDES[mode]);
+  if (runSeeds.length === 0) continue;
+  const comparison: ComparisonRecords = { title, tasks: TASKS, earlystopTaskid, sides: SIDES[mode], records: await compare(runSeeds, mode) };
+  for (const line of summarize(comparison)) print(line);
+  await saveRecords(join(root, `${mode}-runs.json`), comparison);
 }
 await writeFile(join(root, "report.md"), `${report.join("\n")}\n`);
 console.log(`\nreport: ${join(root, "report.md")}`);
