@@ -45,9 +45,11 @@ export interface ComparisonRecords {
 export const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-const sd = (values: number[]) => Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / Math.max(values.length - 1, 1));
+/** Formats the sample standard deviation, or "-" for a single value, which has none. */
+const sd = (values: number[], scale = 1) =>
+  values.length < 2 ? "-" : ((Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / (values.length - 1)) * scale).toFixed(4));
 /** Formats the mean of per-seed differences with its standard error. */
-const meanDifference = (differences: number[]) => `${signed(mean(differences))} (${(sd(differences) / Math.sqrt(differences.length)).toFixed(4)})`;
+const meanDifference = (differences: number[]) => `${signed(mean(differences))} (${sd(differences, 1 / Math.sqrt(differences.length))})`;
 
 /** Formats "epochs run (kept)": the kept epoch is the first with the best validation AUC of the watched task. */
 export function keptEpoch(validation: number[][], earlystopTaskid: number): string {
@@ -101,7 +103,7 @@ export function summarize(comparison: ComparisonRecords): string[] {
         const ours = own.map((r) => auc(r.ours)[i]);
         const reference = own.map((r) => auc(r.reference)[i]);
         const differences = ours.map((v, k) => v - reference[k]);
-        return `${mean(ours).toFixed(4)} (${sd(ours).toFixed(4)}) | ${mean(reference).toFixed(4)} (${sd(reference).toFixed(4)}) | ${meanDifference(differences)}`;
+        return `${mean(ours).toFixed(4)} (${sd(ours)}) | ${mean(reference).toFixed(4)} (${sd(reference)}) | ${meanDifference(differences)}`;
       });
       const counts = [own[0].ours.parameters, own[0].reference.parameters].map((n) => n.toLocaleString("en-US"));
       lines.push(`| ${model} | ${counts.join(" | ")} | ${cells.join(" | ")} |`);

@@ -44,6 +44,11 @@ describe("parity summary", () => {
     expect(lines).toContain("Shared randomness: means over seeds 1, 2, with the sample standard deviation of one run in brackets.");
   });
 
+  it("prints no spread for one seed", () => {
+    const lines = summarize(comparison([seed2]));
+    expect(lines).toContain("| ple | 100 | 100 | 0.8200 (-) | 0.8000 (-) | +0.0200 (-) | 0.7400 (-) | 0.7000 (-) | +0.0400 (-) |");
+  });
+
   it("compares epochs that both runs trained", () => {
     const lines = summarize(comparison([seed1, seed2]));
     expect(lines).toContain("| ple | 3 | 1 | +0.0200 | +0.0200 |");
