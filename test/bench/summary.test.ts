@@ -39,8 +39,8 @@ describe("parity summary", () => {
   it("prints means with the standard error of the differences", () => {
     const lines = summarize(comparison([seed1, seed2]));
     // ctr differences +0.02 and +0.02, cvr differences -0.02 and +0.04: mean +0.01, SD 0.0424, SE 0.03.
-    const kept = lines.find((l) => l.startsWith("| ple | 100 | 100 |"));
-    expect(kept).toBe("| ple | 100 | 100 | 0.8100 (0.0141) | 0.7900 (0.0141) | +0.0200 (0.0000) | 0.7200 (0.0283) | 0.7100 (0.0141) | +0.0100 (0.0300) |");
+    const keptMeans = lines.find((l) => l.startsWith("| ple | 100 | 100 |"));
+    expect(keptMeans).toBe("| ple | 100 | 100 | 0.8100 (0.0141) | 0.7900 (0.0141) | +0.0200 (0.0000) | 0.7200 (0.0283) | 0.7100 (0.0141) | +0.0100 (0.0300) |");
     expect(lines).toContain("Shared randomness: means over seeds 1, 2, with the sample standard deviation of one run in brackets.");
   });
 
