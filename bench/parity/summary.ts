@@ -42,14 +42,14 @@ export interface ComparisonRecords {
   records: SeedRecord[];
 }
 
-export const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
+const signed = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(4)}`;
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
-/** Formats the sample standard deviation, or "-" for a single value, which has none. */
-const sd = (values: number[], scale = 1) =>
+/** Formats the sample standard deviation times `scale`, or "-" for a single value, which has none. */
+const formatSpread = (values: number[], scale = 1) =>
   values.length < 2 ? "-" : ((Math.sqrt(values.reduce((a, v) => a + (v - mean(values)) ** 2, 0) / (values.length - 1)) * scale).toFixed(4));
 /** Formats the mean of per-seed differences with its standard error. */
-const meanDifference = (differences: number[]) => `${signed(mean(differences))} (${sd(differences, 1 / Math.sqrt(differences.length))})`;
+const meanDifference = (differences: number[]) => `${signed(mean(differences))} (${formatSpread(differences, 1 / Math.sqrt(differences.length))})`;
 
 /** Formats "epochs run (kept)": the kept epoch is the first with the best validation AUC of the watched task. */
 export function keptEpoch(validation: number[][], earlystopTaskid: number): string {
@@ -103,7 +103,7 @@ export function summarize(comparison: ComparisonRecords): string[] {
         const ours = own.map((r) => auc(r.ours)[i]);
         const reference = own.map((r) => auc(r.reference)[i]);
         const differences = ours.map((v, k) => v - reference[k]);
-        return `${mean(ours).toFixed(4)} (${sd(ours)}) | ${mean(reference).toFixed(4)} (${sd(reference)}) | ${meanDifference(differences)}`;
+        return `${mean(ours).toFixed(4)} (${formatSpread(ours)}) | ${mean(reference).toFixed(4)} (${formatSpread(reference)}) | ${meanDifference(differences)}`;
       });
       const counts = [own[0].ours.parameters, own[0].reference.parameters].map((n) => n.toLocaleString("en-US"));
       lines.push(`| ${model} | ${counts.join(" | ")} | ${cells.join(" | ")} |`);
@@ -152,7 +152,13 @@ export async function joinRecords(paths: string[]): Promise<ComparisonRecords> {
     } catch (error) {
       throw new Error(`failed to read the comparison file ${path}: ${(error as Error).message}`);
     }
-    if (!Array.isArray(comparison.records) || !Array.isArray(comparison.tasks) || !Array.isArray(comparison.sides)) {
+    const wellFormed =
+      typeof comparison === "object" &&
+      comparison !== null &&
+      Array.isArray(comparison.records) &&
+      Array.isArray(comparison.tasks) &&
+      Array.isArray(comparison.sides);
+    if (!wellFormed) {
       throw new Error(`invalid comparison file ${path}: expected "title", "tasks", "earlystopTaskid", "sides" and "records"`);
     }
     if (joined === undefined) {

@@ -94,5 +94,7 @@ describe("parity summary", () => {
     await expect(joinRecords([path])).rejects.toThrow(`failed to read the comparison file ${path}`);
     await writeFile(path, "{}\n");
     await expect(joinRecords([path])).rejects.toThrow(`invalid comparison file ${path}`);
+    await writeFile(path, "null\n");
+    await expect(joinRecords([path])).rejects.toThrow(`invalid comparison file ${path}`);
   });
 });
